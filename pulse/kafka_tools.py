@@ -1,0 +1,45 @@
+"""Small Kafka helpers shared by replay, bench and tests: end offsets and a consumer group's progress."""
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+
+from kafka import KafkaConsumer, TopicPartition
+from kafka.admin import KafkaAdminClient
+
+
+def end_offsets(bootstrap: str, topics: Iterable[str]) -> dict[TopicPartition, int]:
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    try:
+        partitions = [TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or ())]
+        return consumer.end_offsets(partitions)
+    finally:
+        consumer.close()
+
+
+def committed_offsets(bootstrap: str, group: str) -> dict[TopicPartition, int]:
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        offsets = admin.list_group_offsets({group: None}).get(group, {})
+        return {tp: meta.offset for tp, meta in offsets.items()}
+    finally:
+        admin.close()
+
+
+def wait_for_group(bootstrap: str, group: str, targets: dict[TopicPartition, int], timeout_s: float,
+                   poll_s: float = 0.5) -> float:
+    """Block until the group has committed at least `targets` on every partition; returns seconds waited."""
+    started = time.monotonic()
+    pending = {tp: offset for tp, offset in targets.items() if offset > 0}
+    while pending:
+        committed = committed_offsets(bootstrap, group)
+        pending = {tp: offset for tp, offset in pending.items() if committed.get(tp, -1) < offset}
+        if not pending:
+            break
+        if time.monotonic() - started > timeout_s:
+            behind = ", ".join(f"{tp.topic}[{tp.partition}] {committed.get(tp, -1)}/{offset}"
+                               for tp, offset in sorted(pending.items()))
+            raise TimeoutError(f"consumer group {group!r} did not catch up within {timeout_s:.0f} s "
+                               f"(is `pulse worker` running?); behind: {behind}")
+        time.sleep(poll_s)
+    return time.monotonic() - started

@@ -1,0 +1,62 @@
+"""`pulse worker`: wires the ClickHouse sink into the stream pipeline and runs the Faust worker."""
+from __future__ import annotations
+
+import logging
+
+import faust
+from prometheus_client import start_http_server
+
+from pulse import __version__
+from pulse.settings import STREAM_TOPICS, TOPIC_DEADLETTER, TOPIC_WINDOWS, Settings
+from sinks.client import Warehouse
+from sinks.sink import ClickHouseSink
+from streams import metrics
+from streams.app import StreamConfig, create_app
+from streams.pipeline import Pipeline
+
+log = logging.getLogger(__name__)
+
+
+def build_sink(settings: Settings, *, keep_open: bool | None = None) -> ClickHouseSink:
+    warehouse = Warehouse(
+        settings.resolved_clickhouse_url(),
+        keep_open=settings.chdb_keep_open if keep_open is None else keep_open,
+        lock_timeout_s=settings.chdb_lock_timeout_s,
+    )
+    return ClickHouseSink(warehouse, outage_flag=settings.sink_outage_flag)
+
+
+def build_pipeline(settings: Settings, sink: ClickHouseSink) -> Pipeline:
+    return Pipeline(
+        sink,
+        topics={topic: stream for stream, topic in STREAM_TOPICS.items()},
+        lateness_s=settings.allowed_lateness_s,
+        max_message_bytes=settings.max_message_bytes,
+    )
+
+
+def stream_config(settings: Settings) -> StreamConfig:
+    return StreamConfig(
+        app_id=settings.consumer_group,
+        broker=f"kafka://{settings.kafka_bootstrap}",
+        input_topics=tuple(STREAM_TOPICS.values()),
+        deadletter_topic=TOPIC_DEADLETTER,
+        windows_topic=TOPIC_WINDOWS,
+        batch_max_events=settings.batch_max_events,
+        batch_within_s=settings.batch_within_s,
+        retry_max_s=settings.sink_retry_max_s,
+        datadir=str(settings.state_dir / "faust"),
+    )
+
+
+def run(settings: Settings, loglevel: str = "warning") -> None:
+    """Run until SIGTERM/SIGINT; the sink is flushed batch by batch, so stopping only commits and closes."""
+    start_http_server(settings.metrics_port, addr=settings.metrics_host)
+    metrics.BUILD_INFO.info({"version": __version__})
+    sink = build_sink(settings)
+    app = create_app(stream_config(settings), build_pipeline(settings, sink))
+    worker = faust.Worker(app, loglevel=loglevel, quiet=True, override_logging=False)
+    try:
+        worker.execute_from_commandline()
+    finally:
+        sink.close()

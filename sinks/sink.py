@@ -1,0 +1,141 @@
+"""The ClickHouse sink: raw rows, dead letters, recomputed window rows and stream progress per transaction."""
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+
+import orjson
+from clickhouse_connect.driver.client import Client
+
+from schemas.events import DeadLetter, Event, Payment
+from sinks.client import Warehouse
+from sinks.schema import migrate
+from sinks.windows import WINDOW_SPECS, window_bounds
+
+log = logging.getLogger(__name__)
+
+# Stream name -> raw table.
+RAW_TABLES = {"payments": "payments", "dossiers": "dossier_events", "identity": "id_activations"}
+_JSON_INSERT_SETTINGS = {"date_time_input_format": "best_effort", "input_format_skip_unknown_fields": 1}
+_DEAD_LETTER_COLUMNS = ["topic", "partition", "offset", "key", "reason", "error", "raw"]
+
+
+def _event_line(event: Event) -> bytes:
+    if isinstance(event, Payment):
+        # The full account number never reaches storage: keep the masked form only.
+        return orjson.dumps(event.__dict__ | {"qr_payload": None, "payee_account_masked": event.account_masked})
+    return orjson.dumps(event.__dict__)
+
+
+def _utc(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, timezone.utc)
+
+
+def _as_utc(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+class Transaction:
+    def __init__(self, client: Client, database: str) -> None:
+        self.client = client
+        self.db = database
+
+    def load_progress(self, partitions: Iterable[tuple[str, int]]):
+        from streams.pipeline import Progress  # the protocol's value type; imported lazily to keep layers apart
+
+        topics = sorted({topic for topic, _ in partitions})
+        if not topics:
+            return {}
+        rows = self.client.query(
+            f"SELECT topic, partition, offset, toUnixTimestamp64Milli(watermark) "
+            f"FROM {self.db}.stream_offsets FINAL WHERE topic IN {{topics:Array(String)}}",
+            parameters={"topics": topics},
+        ).result_rows
+        return {(topic, partition): Progress(offset, millis / 1000) for topic, partition, offset, millis in rows}
+
+    def write(self, batch) -> list[dict]:
+        for stream, events in batch.events.items():
+            if events:
+                self._insert_json(RAW_TABLES[stream], b"\n".join(map(_event_line, events)))
+        if batch.dead_letters:
+            self._insert_dead_letters(batch.dead_letters)
+        window_rows = [row for stream, minutes in batch.windows.items() if minutes
+                       for row in self._recompute(RAW_TABLES[stream], minutes)]
+        self._insert_progress(batch.progress)
+        return window_rows
+
+    def _insert_json(self, table: str, lines: bytes) -> None:
+        columns = _table_columns(self.client, self.db, table)
+        self.client.raw_insert(f"{self.db}.{table}", columns, insert_block=lines, settings=_JSON_INSERT_SETTINGS,
+                               fmt="JSONEachRow")
+
+    def _insert_dead_letters(self, records: list[DeadLetter]) -> None:
+        rows = [[r.topic, r.partition, r.offset, r.key, r.reason, r.error, r.raw] for r in records]
+        self.client.insert(f"{self.db}.dead_letters", rows, column_names=_DEAD_LETTER_COLUMNS)
+
+    def _recompute(self, source: str, minutes: set[int]) -> list[dict]:
+        spec = WINDOW_SPECS[source]
+        result = self.client.query(spec.recompute_sql(self.db), parameters=window_bounds(minutes))
+        rows = [(_as_utc(row[0]), *row[1:]) for row in result.result_rows]
+        if rows:
+            self.client.insert(f"{self.db}.{spec.table}", rows, column_names=spec.columns)
+        names = spec.columns
+        return [dict(zip(names, row), table=spec.table) for row in rows]
+
+    def _insert_progress(self, progress) -> None:
+        rows = [[topic, partition, state.offset, _utc(state.watermark)]
+                for (topic, partition), state in progress.items() if state.offset >= 0]
+        if rows:
+            self.client.insert(f"{self.db}.stream_offsets", rows,
+                               column_names=["topic", "partition", "offset", "watermark"])
+
+
+_COLUMNS_CACHE: dict[tuple[str, str], list[str]] = {}
+
+
+def _table_columns(client: Client, database: str, table: str) -> list[str]:
+    """Insertable columns (those without a DEFAULT), cached: the schema changes only by migration."""
+    key = (database, table)
+    if key not in _COLUMNS_CACHE:
+        rows = client.query(
+            "SELECT name FROM system.columns WHERE database = {db:String} AND table = {t:String} "
+            "AND default_kind = '' ORDER BY position",
+            parameters={"db": database, "t": table},
+        ).result_rows
+        _COLUMNS_CACHE[key] = [row[0] for row in rows]
+    return _COLUMNS_CACHE[key]
+
+
+class SinkUnavailable(ConnectionError):
+    """The sink cannot take writes now (raised for real outages by the client, or injected for drills)."""
+
+
+class ClickHouseSink:
+    """Implements streams.pipeline.Sink over a Warehouse.
+
+    `outage_flag`: while this file exists every transaction fails, as if ClickHouse were down. It lets
+    operators and tests rehearse an outage (backpressure, retries, no loss) against the real store.
+    """
+
+    def __init__(self, warehouse: Warehouse, outage_flag: Path | None = None) -> None:
+        self.warehouse = warehouse
+        self.outage_flag = outage_flag
+        self._migrated = False
+
+    @contextmanager
+    def transaction(self) -> Iterator[Transaction]:
+        if self.outage_flag is not None and self.outage_flag.exists():
+            raise SinkUnavailable(f"sink outage drill: {self.outage_flag} exists")
+        with self.warehouse.lease() as client:
+            if not self._migrated:
+                applied = migrate(client, self.warehouse.database)
+                if applied:
+                    log.info("applied migrations: %s", ", ".join(applied))
+                self._migrated = True
+            yield Transaction(client, self.warehouse.database)
+
+    def close(self) -> None:
+        self.warehouse.close()

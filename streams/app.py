@@ -1,0 +1,204 @@
+"""The faust-streaming application: the three input topics are read in whole fetches (streams.batching),
+gathered into batches and stored through the Pipeline in a worker thread (the ClickHouse client blocks),
+retried with backoff while the sink fails. Offsets are acked, hence committed, only after their batch
+is stored; while a flush is retried the fetch loop waits, so memory stays bounded (backpressure).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from dataclasses import dataclass
+
+import orjson
+from faust.types import TP
+
+from streams import metrics
+from streams.batching import BulkApp
+from streams.pipeline import Message, Outcome, Pipeline
+
+log = logging.getLogger(__name__)
+EXIT_UNSTORED = 3
+BROKER_MAX_POLL_RECORDS = 10_000
+
+
+@dataclass(frozen=True)
+class StreamConfig:
+    app_id: str
+    broker: str
+    input_topics: tuple[str, ...]
+    deadletter_topic: str
+    windows_topic: str
+    batch_max_events: int
+    batch_within_s: float
+    retry_max_s: float
+    broker_credentials: object | None = None
+    datadir: str | None = None  # Faust's own working files; default is a folder in the working directory
+
+
+def _window_key(row: dict) -> bytes:
+    return f"{row['table']}:{row['window_start'].isoformat()}:{row['province_code']}".encode()
+
+
+def _json_default(value: object) -> str:
+    return str(value)
+
+
+class Ingest:
+    """Collects fetched records across partitions into one batch, stores it, then acks it.
+
+    A batch is flushed when it reaches `batch_max_events` (awaited inside the fetch loop, so fetching
+    waits: backpressure) or when its oldest record is `batch_within_s` old (a timer). Records are acked
+    only after their batch is stored, and Faust commits only acked offsets.
+    """
+
+    def __init__(self, app: BulkApp, pipeline: Pipeline, config: StreamConfig) -> None:
+        self.app = app
+        self.pipeline = pipeline
+        self.config = config
+        self.deadletters = app.topic(config.deadletter_topic, key_serializer="raw", value_serializer="raw")
+        self.windows = app.topic(config.windows_topic, key_serializer="raw", value_serializer="raw")
+        self.pending: list[tuple[TP, list]] = []
+        self.pending_count = 0
+        self.oldest = 0.0
+        self.flushing = asyncio.Lock()
+        self.in_flight: asyncio.Future | None = None
+        self.last_offsets: dict[tuple[str, int], int] = {}
+        self.rate = _RateTracker()
+        metrics.SINK_BUFFER_LIMIT.set(2 * config.batch_max_events + BROKER_MAX_POLL_RECORDS)
+
+    async def on_records(self, tp: TP, records: list) -> None:
+        if not self.pending:
+            self.oldest = time.monotonic()
+        self.pending.append((tp, records))
+        self.pending_count += len(records)
+        metrics.SINK_BUFFERED.set(self.pending_count)
+        if self.pending_count >= self.config.batch_max_events:
+            # One batch may be stored while the next one is fetched; a third waits (backpressure).
+            if self.in_flight is not None:
+                await asyncio.shield(self.in_flight)
+            self.in_flight = asyncio.ensure_future(self.flush())
+
+    def due(self) -> bool:
+        return bool(self.pending) and time.monotonic() - self.oldest >= self.config.batch_within_s
+
+    async def flush(self) -> None:
+        async with self.flushing:
+            if not self.pending:
+                return
+            batch, self.pending, self.pending_count = self.pending, [], 0
+            messages = [Message(r.topic, r.partition, r.offset, r.key, r.value, r.timestamp / 1000)
+                        for _, records in batch for r in records]
+            began = time.monotonic()
+            outcome = await self._store(messages)
+            log.info("stored %d messages in %.3f s", len(messages), time.monotonic() - began)
+            metrics.SINK_BUFFERED.set(self.pending_count)
+            assigned = self.app.consumer.assignment()
+            for tp, records in batch:
+                if tp in assigned:  # a revoked partition's records are the new owner's to commit
+                    self.app.consumer.ack_records(tp, records)
+                self.last_offsets[(tp.topic, tp.partition)] = records[-1].offset
+            self.rate.add(len(messages))
+            self._publish(outcome)
+
+    async def _store(self, messages: list[Message]) -> Outcome:
+        delay = 0.2
+        while True:
+            flush = asyncio.ensure_future(asyncio.to_thread(self.pipeline.process, messages))
+            try:
+                return await asyncio.shield(flush)
+            except asyncio.CancelledError:
+                await asyncio.wait({flush}, timeout=self.config.retry_max_s)  # finish a flush in flight
+                raise
+            except Exception as error:  # noqa: BLE001 - any sink failure is retried, never fatal
+                metrics.SINK_FAILURES.inc()
+                if self.app.should_stop:
+                    # Asked to stop while the sink is down: the batch is not stored and must not be
+                    # committed, so leave now; the next start reads these messages again.
+                    log.critical("stopping with %d messages not stored (%s); exiting without commit",
+                                 len(messages), error)
+                    os._exit(EXIT_UNSTORED)
+                log.warning("sink flush of %d messages failed (%s); retrying in %.1f s", len(messages), error, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.config.retry_max_s)
+
+    def _publish(self, outcome: Outcome) -> None:
+        # Buffered sends: the producer ships them in the background, so publishing does not hold up the
+        # next batch. Losing them in a crash is harmless: the rows are in ClickHouse and a later
+        # recomputation of the same window publishes it again.
+        for row in outcome.window_rows:
+            self.windows.send_soon(key=_window_key(row), value=orjson.dumps(row, default=_json_default))
+        for key, record in outcome.dead_letters:
+            self.deadletters.send_soon(key=key, value=record.model_dump_json(exclude={"key"}).encode())
+
+
+def create_app(config: StreamConfig, pipeline: Pipeline) -> BulkApp:
+    app = BulkApp(
+        config.app_id,
+        broker=config.broker,
+        broker_credentials=config.broker_credentials,
+        value_serializer="raw",
+        key_serializer="raw",
+        store="memory://",
+        datadir=config.datadir,
+        web_enabled=False,
+        topic_allow_declare=False,
+        topic_disable_leader=True,
+        consumer_auto_offset_reset="earliest",
+        broker_max_poll_records=BROKER_MAX_POLL_RECORDS,
+        broker_commit_interval=1.0,
+        broker_commit_every=100_000,
+    )
+    inputs = app.topic(*config.input_topics, key_serializer="raw", value_serializer="raw")
+    ingest = Ingest(app, pipeline, config)
+    app.batch_handler(inputs)(ingest.on_records)
+
+    @app.task
+    async def flush_when_due() -> None:
+        while not app.should_stop:
+            await asyncio.sleep(config.batch_within_s / 4)
+            if ingest.due():
+                await asyncio.shield(ingest.flush())
+
+    @app.timer(5.0)
+    async def report_lag() -> None:
+        _report_lag(app, ingest.last_offsets, ingest.rate.per_second())
+
+    return app
+
+
+class _RateTracker:
+    """Events per second over the last minute or so (for the lag-in-seconds estimate)."""
+
+    def __init__(self) -> None:
+        self.samples: list[tuple[float, int]] = []
+
+    def add(self, count: int) -> None:
+        now = time.monotonic()
+        self.samples.append((now, count))
+        while self.samples and self.samples[0][0] < now - 60:
+            self.samples.pop(0)
+
+    def per_second(self) -> float:
+        if len(self.samples) < 2:
+            return 0.0
+        span = self.samples[-1][0] - self.samples[0][0]
+        return sum(count for _, count in self.samples[1:]) / span if span > 0 else 0.0
+
+
+def _report_lag(app: BulkApp, last_offsets: dict[tuple[str, int], int], rate: float) -> None:
+    lag_by_topic: dict[str, int] = {}
+    for tp in app.consumer.assignment():
+        highwater = app.consumer.highwater(tp)
+        if highwater is None:
+            continue
+        done = last_offsets.get((tp.topic, tp.partition), -1)
+        lag = max(0, highwater - done - 1)
+        labels = (tp.topic, str(tp.partition))
+        metrics.LOG_END_OFFSET.labels(*labels).set(highwater)
+        metrics.COMMITTED_OFFSET.labels(*labels).set(done + 1)
+        metrics.LAG_MESSAGES.labels(*labels).set(lag)
+        lag_by_topic[tp.topic] = lag_by_topic.get(tp.topic, 0) + lag
+    for topic, lag in lag_by_topic.items():
+        metrics.LAG_SECONDS.labels(topic).set(lag / rate if rate > 0 else (0.0 if lag == 0 else float(lag)))

@@ -1,0 +1,43 @@
+"""Session fixtures that start real services once: an Apache Kafka broker on its own port and state."""
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pulse import infra
+from pulse.settings import Settings
+from tests.support.services import PulseEnv, WorkerProcess
+
+TEST_KAFKA_PORT = int(os.environ.get("PULSE_TEST_KAFKA_PORT", "19092"))
+
+
+@pytest.fixture(scope="session")
+def kafka_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    state = tmp_path_factory.mktemp("pulse-kafka")
+    settings = Settings(state_dir=state, kafka_bootstrap=f"127.0.0.1:{TEST_KAFKA_PORT}")
+    infra.up(settings, with_monitoring=False)
+    try:
+        yield settings
+    finally:
+        infra.down(settings)
+
+
+@pytest.fixture
+def pulse_env(kafka_settings: Settings, tmp_path: Path) -> Iterator[PulseEnv]:
+    env = PulseEnv(state_dir=tmp_path / "state", bootstrap=kafka_settings.kafka_bootstrap)
+    env.start_from_now()
+    yield env
+    while WorkerProcess.started:  # a test that failed half-way leaves no worker behind
+        WorkerProcess.started.pop().kill()
+
+
+@pytest.fixture
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

@@ -1,0 +1,277 @@
+"""End to end through the monitoring stack: malformed messages on Kafka -> the real `pulse worker` counts
+them as dead letters -> the real Prometheus (deploy/prometheus/rules/*.yml, evaluated every second)
+fires PulseDeadLetterBurst -> the real Alertmanager (deploy/alertmanager/alertmanager.yml, unchanged)
+posts it to the webhook receiver this test runs at the URL that config names (127.0.0.1:5001/alerts).
+
+Before the burst, a cheap no-fire check: realistic traffic with a few dead letters (5% malformed) must
+leave the alert inactive (neither pending nor firing).
+
+Needs the Debian packages `prometheus` and `prometheus-alertmanager`; a missing binary is a failure,
+never a skip. Everything started here is stopped with bounded waits (SIGTERM, 10 s, SIGKILL).
+"""
+from __future__ import annotations
+
+import json
+import math
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+import yaml
+from kafka import KafkaProducer
+
+from pulse.settings import TOPIC_PAYMENTS
+from tests.support.monitoring import (
+    ALERTMANAGER_CONFIG,
+    STOP_WAIT_S,
+    WORKER_JOB,
+    Alertmanager,
+    Prometheus,
+    WebhookReceiver,
+    free_port,
+    prometheus_config,
+    terminate,
+    wait_until,
+)
+from tests.support.services import PulseEnv, WorkerProcess
+
+ALERT = "PulseDeadLetterBurst"
+RUNBOOK_ANCHOR = "#pulsedeadletterburst"
+TARGET_UP_TIMEOUT_S = 60
+FIRING_TIMEOUT_S = 120  # from the start of the burst until Prometheus reports the alert firing
+WEBHOOK_TIMEOUT_S = 30  # from firing in Prometheus until the webhook got it (group_wait is 1s)
+BURST_RATE = 100  # malformed messages per second
+BURST_MAX_S = FIRING_TIMEOUT_S + WEBHOOK_TIMEOUT_S
+VALID_EVENTS = 400
+VALID_RATE = 100
+
+
+def webhook_address() -> tuple[str, int, str]:
+    """(host, port, path) of the webhook every receiver in alertmanager.yml posts to; they must agree."""
+    config = yaml.safe_load(ALERTMANAGER_CONFIG.read_text(encoding="utf-8"))
+    urls = {hook["url"] for receiver in config["receivers"] for hook in receiver.get("webhook_configs", [])}
+    assert len(urls) == 1, f"{ALERTMANAGER_CONFIG}: expected one webhook URL for all receivers, got {sorted(urls)}"
+    url = urlsplit(urls.pop())
+    assert url.scheme == "http" and url.hostname == "127.0.0.1" and url.port, (
+        f"{ALERTMANAGER_CONFIG}: the webhook must be http://127.0.0.1:<port>/..., got {url.geturl()}")
+    return url.hostname, url.port, url.path or "/"
+
+
+# --- fixtures: each stops what it started, whatever happens --------------------------------------
+
+@pytest.fixture
+def webhook() -> Iterator[WebhookReceiver]:
+    host, port, path = webhook_address()
+    receiver = WebhookReceiver(host, port, path)
+    try:
+        yield receiver
+    finally:
+        receiver.stop()
+
+
+@pytest.fixture
+def alertmanager(tmp_path: Path, webhook: WebhookReceiver) -> Iterator[Alertmanager]:
+    manager = Alertmanager(tmp_path / "alertmanager")
+    try:
+        manager.wait_ready()
+        yield manager
+    finally:
+        manager.stop()
+
+
+@pytest.fixture
+def worker(pulse_env: PulseEnv) -> Iterator[tuple[WorkerProcess, int]]:
+    port = free_port()
+    pulse_env.extra["PULSE_METRICS_PORT"] = str(port)
+    pulse_env.extra["PULSE_METRICS_HOST"] = "127.0.0.1"
+    process = WorkerProcess(pulse_env, log_name="alert-e2e-worker")
+    try:
+        yield process, port
+    finally:
+        terminate(process.process, STOP_WAIT_S)
+        process.stop()  # already exited: only closes its log
+
+
+@pytest.fixture
+def prometheus(tmp_path: Path, worker: tuple[WorkerProcess, int], alertmanager: Alertmanager) -> Iterator[Prometheus]:
+    _, metrics_port = worker
+    config = prometheus_config(f"127.0.0.1:{metrics_port}", f"127.0.0.1:{alertmanager.port}")
+    server = Prometheus(config, tmp_path / "prometheus")
+    try:
+        server.wait_ready()
+        yield server
+    finally:
+        server.stop()
+
+
+# --- the fault -----------------------------------------------------------------------------------
+
+class MalformedBurst:
+    """Produces truncated JSON to the payments topic at a steady pace (so the 1m rates stay high) until
+    stopped or `max_s` is over."""
+
+    def __init__(self, bootstrap: str, topic: str = TOPIC_PAYMENTS, rate: float = BURST_RATE,
+                 max_s: float = BURST_MAX_S) -> None:
+        self.bootstrap, self.topic, self.rate, self.max_s = bootstrap, topic, rate, max_s
+        self.sent = 0
+        self.error: BaseException | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="malformed-burst", daemon=True)
+
+    def __enter__(self) -> MalformedBurst:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _run(self) -> None:
+        try:
+            producer = KafkaProducer(bootstrap_servers=self.bootstrap, acks=1, linger_ms=5)
+        except BaseException as error:  # noqa: BLE001 (reported by check())
+            self.error = error
+            return
+        try:
+            started = time.monotonic()
+            while not self._stop.is_set() and time.monotonic() - started < self.max_s:
+                # Cut off mid-object: the worker must dead-letter it as malformed_json.
+                value = b'{"type": "payment", "event_id": "burst-%08d", "amount_vnd": 5' % self.sent
+                producer.send(self.topic, value=value)
+                self.sent += 1
+                ahead = started + self.sent / self.rate - time.monotonic()
+                if ahead > 0:
+                    self._stop.wait(ahead)
+            producer.flush(timeout=10)
+        except BaseException as error:  # noqa: BLE001
+            self.error = error
+        finally:
+            producer.close(timeout=10)
+
+    def check(self) -> None:
+        if self.error is not None:
+            raise AssertionError(f"producing the malformed burst failed: {self.error!r}")
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=STOP_WAIT_S + 15)
+
+
+# --- helpers -------------------------------------------------------------------------------------
+
+def scalar(prometheus: Prometheus, expr: str) -> float | None:
+    result = prometheus.query(expr)
+    return float(result[0]["value"][1]) if result else None
+
+
+def webhook_alerts(webhook: WebhookReceiver, status: str = "firing") -> list[dict]:
+    return [a for a in webhook.alerts() if a["labels"].get("alertname") == ALERT and a.get("status") == status]
+
+
+def diagnostics(prometheus: Prometheus, worker: WorkerProcess, alertmanager: Alertmanager,
+                webhook: WebhookReceiver) -> str:
+    parts = []
+    try:
+        parts.append(f"ratio1m: {prometheus.query('stream:pulse_events_deadlettered:ratio1m')}")
+        parts.append(f"dead-lettered: {prometheus.query('pulse_events_deadlettered_total')}")
+        parts.append(f"consumed: {prometheus.query('pulse_events_consumed_total')}")
+        parts.append(f"{ALERT} in Prometheus: {prometheus.alerts(ALERT)}")
+        parts.append(f"targets: {prometheus.targets(WORKER_JOB)}")
+    except Exception as error:  # noqa: BLE001 (diagnostics only)
+        parts.append(f"(Prometheus API failed: {error!r})")
+    try:
+        parts.append(f"Alertmanager alerts: {alertmanager.alerts()}")
+    except Exception as error:  # noqa: BLE001
+        parts.append(f"(Alertmanager API failed: {error!r})")
+    parts.append(f"webhook payloads: {json.dumps(webhook.received())[-3000:]}")
+    if webhook.errors:
+        parts.append(f"webhook errors: {webhook.errors}")
+    parts.append(f"--- worker log ({worker.log_path}) ---\n{worker.log()[-3000:]}")
+    parts.append(prometheus.log_tail(1500))
+    parts.append(alertmanager.log_tail(1500))
+    return "\n".join(parts)
+
+
+# --- the test ------------------------------------------------------------------------------------
+
+@pytest.mark.timeout(420)
+def test_dead_letter_burst_fires_and_reaches_the_webhook(
+    pulse_env: PulseEnv, webhook: WebhookReceiver, alertmanager: Alertmanager,
+    worker: tuple[WorkerProcess, int], prometheus: Prometheus,
+) -> None:
+    process, metrics_port = worker
+
+    def describe() -> str:
+        return diagnostics(prometheus, process, alertmanager, webhook)
+
+    def healthy() -> None:
+        if not process.alive():
+            raise AssertionError(f"the worker exited ({process.process.returncode})\n{describe()}")
+        prometheus.check_alive()
+        alertmanager.check_alive()
+
+    # Prometheus scrapes the worker on the test's port and knows the rule.
+    def worker_up() -> bool:
+        healthy()
+        targets = prometheus.targets(WORKER_JOB)
+        return any(t["health"] == "up" and t["scrapeUrl"] == f"http://127.0.0.1:{metrics_port}/metrics"
+                   for t in targets)
+
+    wait_until(worker_up, TARGET_UP_TIMEOUT_S, f"Prometheus target {WORKER_JOB} up", describe=describe)
+    rules = prometheus.alert_rules(ALERT)
+    assert rules, f"Prometheus did not load alert {ALERT} from deploy/prometheus/rules/\n{describe()}"
+
+    # --- no fire: ordinary traffic with a few dead letters --------------------------------------
+    simulated = pulse_env.pulse("simulate", "--events", str(VALID_EVENTS), "--rate", str(VALID_RATE),
+                                "--faults", "malformed=0.05", "--metrics-port", "0", timeout=120)
+    report = json.loads(simulated.stderr.strip().splitlines()[-1])
+    assert report["total"] == VALID_EVENTS, report
+    pulse_env.wait_until_stored(timeout_s=90)
+    wait_until(lambda: (scalar(prometheus, "sum(pulse_events_consumed_total)") or 0) >= VALID_EVENTS, 30,
+               f"Prometheus to scrape all {VALID_EVENTS} consumed events", describe=describe)
+    dead = scalar(prometheus, "sum(pulse_events_deadlettered_total)") or 0
+    assert dead > 0, f"the 5% malformed events were not dead-lettered\n{describe()}"
+    # Watch a few rule evaluations (every 1 s): the alert must not even be pending.
+    quiet_until = time.monotonic() + 5
+    while time.monotonic() < quiet_until:
+        healthy()
+        active = prometheus.alerts(ALERT)
+        assert not active, f"{ALERT} is {active[0]['state']} under normal traffic\n{describe()}"
+        for sample in prometheus.query("stream:pulse_events_deadlettered:ratio1m"):
+            ratio = float(sample["value"][1])
+            assert math.isnan(ratio) or ratio <= 0.5, f"dead-letter ratio {ratio} without a burst\n{describe()}"
+        time.sleep(1)
+    assert all(rule["state"] == "inactive" for rule in prometheus.alert_rules(ALERT)), describe()
+    assert not webhook_alerts(webhook), f"webhook got {ALERT} before the burst\n{describe()}"
+
+    # --- the burst -------------------------------------------------------------------------------
+    with MalformedBurst(pulse_env.bootstrap) as burst:
+        def firing() -> list[dict]:
+            healthy()
+            burst.check()
+            return [a for a in prometheus.alerts(ALERT) if a["state"] == "firing"]
+
+        fired = wait_until(firing, FIRING_TIMEOUT_S, f"{ALERT} firing in Prometheus", describe=describe)
+        assert {a["labels"].get("stream") for a in fired} == {"payments"}, fired
+
+        def delivered() -> list[dict]:
+            healthy()
+            return webhook_alerts(webhook)
+
+        notified = wait_until(delivered, WEBHOOK_TIMEOUT_S, f"the webhook to receive {ALERT} (firing)",
+                              describe=describe)
+
+    malformed = scalar(prometheus, 'sum(pulse_events_deadlettered_total{stream="payments",reason="malformed_json"})')
+    assert malformed and malformed > 0, f"the burst was not dead-lettered as malformed_json\n{describe()}"
+
+    alert = notified[0]
+    assert alert["payload_status"] == "firing", alert
+    assert alert["receiver"] == "pulse-default", alert
+    assert alert["labels"].get("severity") == "warning", alert
+    assert alert["labels"].get("stream") == "payments", alert
+    runbook = alert["annotations"].get("runbook_url", "")
+    assert runbook.endswith(RUNBOOK_ANCHOR), f"runbook_url {runbook!r} should end with {RUNBOOK_ANCHOR}"
+    assert alert["annotations"].get("summary"), alert
+    assert not webhook.errors, webhook.errors

@@ -1,0 +1,105 @@
+"""Output: the wall-clock pacer holds --rate, the JSONL writer writes what was generated."""
+from __future__ import annotations
+
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from simulators.output import Pacer, produce, write_jsonl
+from tests.simulators.conftest import generate
+
+TOPICS = {"payments": "p", "dossiers": "d", "identity": "i"}
+
+
+class FakeProducer:
+    """An in-memory sink with kafka-python's send/flush, recording when each message was sent."""
+
+    def __init__(self, stall_at: int | None = None, stall_s: float = 0.0) -> None:
+        self.sent: list[tuple[float, str, bytes, bytes]] = []
+        self.flushed = 0
+        self.stall_at, self.stall_s = stall_at, stall_s
+
+    def send(self, topic: str, key: bytes, value: bytes) -> None:
+        if len(self.sent) == self.stall_at:
+            time.sleep(self.stall_s)
+        self.sent.append((time.monotonic(), topic, key, value))
+
+    def flush(self, timeout: float | None = None) -> None:
+        self.flushed += 1
+
+
+def _endless():
+    run = generate("default", 1, parse=False)
+    return run.generator.events(None)
+
+
+def test_produce_holds_the_rate_within_five_percent() -> None:
+    rate, seconds = 2000.0, 2.0
+    sink = FakeProducer()
+    events = _endless()
+    started = time.monotonic()
+    counts = produce(events, sink, TOPICS, rate=rate, deadline=started + seconds)
+    times = [t for t, *_ in sink.sent]
+    assert sum(counts.values()) == len(times)
+    assert len(times) == pytest.approx(rate * seconds, rel=0.05)
+    for half in range(4):  # every half second on its own
+        low = started + half * 0.5
+        inside = sum(low <= t < low + 0.5 for t in times)
+        assert inside == pytest.approx(rate * 0.5, rel=0.05), half
+    assert sink.flushed == 1
+    assert {topic for _, topic, _, _ in sink.sent} == set(TOPICS.values())
+
+
+def test_a_stall_is_not_repaid_with_a_burst() -> None:
+    rate = 1000.0
+    sink = FakeProducer(stall_at=200, stall_s=1.5)
+    events = _endless()
+    started = time.monotonic()
+    produce(events, sink, TOPICS, rate=rate, deadline=started + 3.5)
+    times = [t for t, *_ in sink.sent]
+    after = times[200]
+    # Within a second of the stall at most the allowed backlog (1 s) plus a second's worth is sent...
+    burst = sum(after <= t < after + 1.0 for t in times)
+    assert burst <= rate * (1.0 + Pacer.MAX_BACKLOG_S) * 1.05
+    # ... and the rate afterwards is the asked one again.
+    tail = sum(after + 1.2 <= t < after + 1.45 for t in times)
+    assert tail == pytest.approx(rate * 0.25, rel=0.1)
+
+
+def test_pacer_schedule_on_a_fake_clock() -> None:
+    now = [100.0]
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+
+    pacer = Pacer(500.0, clock=lambda: now[0], sleep=sleep)
+    for _ in range(1000):
+        pacer.wait()
+    assert now[0] == pytest.approx(102.0, abs=0.003)  # 1,000 events at 500/s: two seconds
+    now[0] += 10.0  # a 10 s stall
+    sent_without_sleep = 0
+    while True:
+        before = len(slept)
+        pacer.wait()
+        if len(slept) > before:
+            break
+        sent_without_sleep += 1
+    assert sent_without_sleep <= 500 * Pacer.MAX_BACKLOG_S + 1
+    unpaced = Pacer(None, clock=lambda: now[0], sleep=sleep)
+    before = len(slept)
+    for _ in range(100):
+        unpaced.wait()
+    assert len(slept) == before
+
+
+def test_write_jsonl_writes_every_emitted_line(tmp_path: Path) -> None:
+    run = generate("default", 3000, parse=False, faults="duplicate=0.02,malformed=0.01")
+    path = tmp_path / "out.jsonl"
+    counts = write_jsonl(iter(run.emitted), path)
+    lines = path.read_bytes().splitlines()
+    assert lines == [e.value for e in run.emitted]
+    assert counts == Counter(e.stream for e in run.emitted)
