@@ -49,7 +49,7 @@ def run_archive(source: TopicSource, out: Path, *, quiet: bool = True) -> dict[s
                 with Tracker(f"archive {source.description}", source.total_units, enabled=interactive(quiet),
                              unit="archived") as bar:
                     seen = 0
-                    for message in read_partitions(source.bootstrap, source.ranges):
+                    for message in read_partitions(source.bootstrap, source.ranges, security=source.security):
                         seen += 1
                         if source.since_ms is not None and not source.since_ms <= message.timestamp < source.until_ms:
                             continue

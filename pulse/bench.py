@@ -29,9 +29,11 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.admin import KafkaAdminClient
 from kafka.structs import OffsetAndMetadata
 
+from pulse.kafka_security import aiokafka_options, kafka_options
 from pulse.kafka_tools import end_offsets, wait_for_group
 from pulse.settings import DEMO_PII_KEY, STREAM_TOPICS, TOPIC_WINDOWS, Settings
 from pulse.simulate import SimulationOptions, build_generator
+from pulse.supervise import die_with_parent
 from simulators.output import Pacer, make_producer
 from sinks.client import Warehouse
 
@@ -64,32 +66,64 @@ def _truth_totals(event: dict, totals: dict[str, Counter]) -> None:
         totals["id_activations_1m"].update({"activations": 1, "level2": event["level"] == 2})
 
 
-class BenchRun:
-    def __init__(self, settings: Settings, options: BenchOptions, say) -> None:  # noqa: ANN001
+class IsolatedRun:
+    """A worker of its own beside any running one: its own consumer group, started at the current log ends,
+    and its own embedded ClickHouse store, so a bench or a soak leaves a running demo's data alone."""
+
+    def __init__(self, settings: Settings, kind: str) -> None:
         self.settings = settings
-        self.options = options
-        self.say = say
-        self.group = f"pulse-bench-{uuid.uuid4().hex[:8]}"
-        self.state = settings.state_dir / "bench" / self.group
+        self.group = f"pulse-{kind}-{uuid.uuid4().hex[:8]}"
+        self.state = settings.state_dir / kind / self.group
         self.chdb_url = f"chdb://{self.state / 'clickhouse'}"
         self.truth: dict[str, Counter] = defaultdict(Counter)
+        self.security = kafka_options(settings)
 
     # -- set-up -----------------------------------------------------------------------------------
     def start_offsets(self) -> dict[TopicPartition, int]:
-        offsets = end_offsets(self.settings.kafka_bootstrap, STREAM_TOPICS.values())
-        admin = KafkaAdminClient(bootstrap_servers=self.settings.kafka_bootstrap)
+        offsets = end_offsets(self.settings.kafka_bootstrap, STREAM_TOPICS.values(), self.security)
+        admin = KafkaAdminClient(bootstrap_servers=self.settings.kafka_bootstrap, **self.security)
         try:
             admin.alter_group_offsets(self.group, {tp: OffsetAndMetadata(o, "", -1) for tp, o in offsets.items()})
         finally:
             admin.close()
         return offsets
 
+    def start_worker(self, *, supervised: bool = False, extra_env: dict[str, str] | None = None) -> subprocess.Popen:
+        """`pulse worker` on this run's group and store; `supervised` restarts its Faust child when it dies."""
+        self.state.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, "PULSE_CONSUMER_GROUP": self.group, "PULSE_CLICKHOUSE_URL": self.chdb_url,
+               "PULSE_PII_KEY": os.environ.get("PULSE_PII_KEY", DEMO_PII_KEY), "PULSE_METRICS_PORT": "0",
+               "PULSE_CHDB_KEEP_OPEN": "true", **(extra_env or {})}
+        command = [sys.executable, "-m", "pulse.cli", "worker", *([] if supervised else ["--no-restart"])]
+        log = (self.state / "worker.log").open("ab")
+        # If this process is killed outright, its worker goes too instead of consuming on as an orphan.
+        return subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
+
+    def totals_match(self) -> tuple[bool, dict]:
+        warehouse = Warehouse(self.chdb_url, keep_open=False)
+        found = {}
+        try:
+            with warehouse.lease() as client:
+                for table, sql in TOTALS_SQL.items():
+                    found[table] = list(client.query(sql.format(db=warehouse.database)).result_rows[0])
+        finally:
+            warehouse.close()
+        expected = {table: list(self.truth[table].values()) for table in TOTALS_SQL}
+        return all(sorted(map(int, found[t])) == sorted(map(int, expected[t])) for t in TOTALS_SQL), found
+
+
+class BenchRun(IsolatedRun):
+    def __init__(self, settings: Settings, options: BenchOptions, say) -> None:  # noqa: ANN001
+        super().__init__(settings, "bench")
+        self.options = options
+        self.say = say
+
     def produce(self, events: int | None, *, rate: float | None, start: datetime | None, speed: float,
                 duration_s: float | None = None, sent_at: dict | None = None) -> int:
         options = SimulationOptions(seed=None if start else 7, events=events, rate=rate or 100_000.0, start=start,
                                     speed=speed, demo_key=True)
         generator = build_generator(options, self.settings)
-        producer = make_producer(self.settings.kafka_bootstrap)
+        producer = make_producer(self.settings.kafka_bootstrap, **self.security)
         pacer = Pacer(rate)
         deadline = time.monotonic() + duration_s if duration_s else None
         count = 0
@@ -108,15 +142,6 @@ class BenchRun:
         producer.flush(timeout=120)
         producer.close(timeout=30)
         return count
-
-    def start_worker(self) -> subprocess.Popen:
-        self.state.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, "PULSE_CONSUMER_GROUP": self.group, "PULSE_CLICKHOUSE_URL": self.chdb_url,
-               "PULSE_PII_KEY": os.environ.get("PULSE_PII_KEY", DEMO_PII_KEY), "PULSE_METRICS_PORT": "0",
-               "PULSE_CHDB_KEEP_OPEN": "true"}
-        log = (self.state / "worker.log").open("ab")
-        return subprocess.Popen([sys.executable, "-m", "pulse.cli", "worker", "--no-restart"], env=env, stdout=log,
-                                stderr=subprocess.STDOUT)
 
     # -- phases -----------------------------------------------------------------------------------
     def throughput(self, worker: subprocess.Popen, started: float) -> tuple[float, float]:
@@ -137,9 +162,10 @@ class BenchRun:
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
-        targets = end_offsets(self.settings.kafka_bootstrap, STREAM_TOPICS.values())
+        targets = end_offsets(self.settings.kafka_bootstrap, STREAM_TOPICS.values(), self.security)
         try:
-            wait_for_group(self.settings.kafka_bootstrap, self.group, targets, timeout_s=1800, poll_s=0.1)
+            wait_for_group(self.settings.kafka_bootstrap, self.group, targets, timeout_s=1800, poll_s=0.1,
+                           security=self.security)
         finally:
             elapsed = time.monotonic() - started
             done.set()
@@ -147,35 +173,26 @@ class BenchRun:
         return elapsed, peak
 
     def baseline(self, start: dict[TopicPartition, int], stop: dict[TopicPartition, int]) -> tuple[int, float]:
-        return asyncio.run(_raw_consume(self.settings.kafka_bootstrap, start, stop))
+        return asyncio.run(_raw_consume(self.settings.kafka_bootstrap, start, stop, aiokafka_options(self.settings)))
 
     def freshness(self) -> list[float]:
         sent_at: dict[tuple[int, str], list[float]] = defaultdict(list)
-        offsets = end_offsets(self.settings.kafka_bootstrap, [TOPIC_WINDOWS])
+        offsets = end_offsets(self.settings.kafka_bootstrap, [TOPIC_WINDOWS], self.security)
         self.produce(None, rate=self.options.rate, start=datetime.now(timezone.utc), speed=1.0,
                      duration_s=self.options.freshness_s, sent_at=sent_at)
         wait_for_group(self.settings.kafka_bootstrap, self.group,
-                       end_offsets(self.settings.kafka_bootstrap, STREAM_TOPICS.values()), timeout_s=300)
-        return _arrival_delays(self.settings.kafka_bootstrap, offsets, sent_at)
-
-    def totals_match(self) -> tuple[bool, dict]:
-        warehouse = Warehouse(self.chdb_url, keep_open=False)
-        found = {}
-        try:
-            with warehouse.lease() as client:
-                for table, sql in TOTALS_SQL.items():
-                    found[table] = list(client.query(sql.format(db=warehouse.database)).result_rows[0])
-        finally:
-            warehouse.close()
-        expected = {table: list(self.truth[table].values()) for table in TOTALS_SQL}
-        return all(sorted(map(int, found[t])) == sorted(map(int, expected[t])) for t in TOTALS_SQL), found
+                       end_offsets(self.settings.kafka_bootstrap, STREAM_TOPICS.values(), self.security),
+                       timeout_s=300, security=self.security)
+        return _arrival_delays(self.settings.kafka_bootstrap, offsets, sent_at, self.security)
 
 
-async def _raw_consume(bootstrap: str, start: dict[TopicPartition, int], stop: dict[TopicPartition, int]):
+async def _raw_consume(bootstrap: str, start: dict[TopicPartition, int], stop: dict[TopicPartition, int],
+                       security: dict[str, object]):
     from aiokafka import AIOKafkaConsumer
     from aiokafka.structs import TopicPartition as AioTP
 
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, max_poll_records=5000)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, max_poll_records=5000,
+                                **security)
     began = time.monotonic()
     await consumer.start()
     try:
@@ -200,8 +217,9 @@ async def _raw_consume(bootstrap: str, start: dict[TopicPartition, int], stop: d
 
 
 def _arrival_delays(bootstrap: str, since: dict[TopicPartition, int],
-                    sent_at: dict[tuple[int, str], list[float]]) -> list[float]:
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, consumer_timeout_ms=3000)
+                    sent_at: dict[tuple[int, str], list[float]], security: dict[str, object]) -> list[float]:
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, consumer_timeout_ms=3000,
+                             **security)
     consumer.assign(list(since))
     for tp, offset in since.items():
         consumer.seek(tp, offset)
@@ -231,7 +249,7 @@ def run(settings: Settings, options: BenchOptions, say=print) -> dict:  # noqa: 
     start = bench.start_offsets()
     say(f"producing {options.events:,} events…")
     produced = bench.produce(options.events, rate=None, start=None, speed=60.0)
-    stop = end_offsets(settings.kafka_bootstrap, STREAM_TOPICS.values())
+    stop = end_offsets(settings.kafka_bootstrap, STREAM_TOPICS.values(), kafka_options(settings))
     say("timing one worker from start to its last stored offset…")
     began = time.monotonic()
     worker = bench.start_worker()

@@ -108,12 +108,22 @@ def simulate(ctx: click.Context, scenario: str, seed: int | None, events: int | 
 @click.pass_context
 def worker(ctx: click.Context, loglevel: str, no_restart: bool) -> None:
     """Run the stream worker (all agents) until SIGTERM; restarted if it dies."""
+    from pulse.supervise import EXIT_CONFIG, Supervisor
+
     if no_restart:
+        from pulse.kafka_security import KafkaLoginRefused, KafkaSecurityError, KafkaUnreachable
         from pulse.worker import run
 
-        run(_settings(ctx), loglevel=loglevel)
+        try:
+            run(_settings(ctx), loglevel=loglevel)
+        except (KafkaSecurityError, KafkaLoginRefused) as error:
+            # A distinct exit code, so the supervisor gives up instead of restarting into the same refusal.
+            click.echo(f"Error: {error}", err=True)
+            sys.exit(EXIT_CONFIG)
+        except KafkaUnreachable as error:
+            click.echo(f"Error: {error}", err=True)
+            sys.exit(1)  # restarted with backoff: a broker that is down now may be back soon
         return
-    from pulse.supervise import Supervisor
 
     command = [sys.executable, "-m", "pulse.cli", "worker", "--no-restart", "--loglevel", loglevel]
     sys.exit(Supervisor(command).run())
@@ -198,6 +208,7 @@ def archive(ctx: click.Context, topics: tuple[str, ...], since: str | None, unti
     from kafka.errors import KafkaError
 
     from pulse.archive import run_archive
+    from pulse.kafka_security import kafka_options
     from pulse.replay import TopicSource, parse_offsets, parse_time
 
     try:
@@ -208,7 +219,8 @@ def archive(ctx: click.Context, topics: tuple[str, ...], since: str | None, unti
         source = TopicSource(_settings(ctx).kafka_bootstrap, topics=topics,
                              since=parse_time(since, "--since") if since else None,
                              until=parse_time(until, "--until") if until else None,
-                             offsets=parse_offsets(from_offsets) if from_offsets else None)
+                             offsets=parse_offsets(from_offsets) if from_offsets else None,
+                             security=kafka_options(_settings(ctx)))
         report = run_archive(source, out, quiet=quiet)
     except (ValueError, TimeoutError, KafkaError, OSError) as error:
         raise click.ClickException(str(error)) from None
@@ -322,6 +334,49 @@ def bench(ctx: click.Context, events: int, rate: float, freshness_seconds: float
     console.print(table)
     click.echo(json.dumps(result))
 
+
+
+@main.command()
+@click.option("--minutes", type=float, default=10.0, show_default=True, help="Length of the load (0.5 = 30 s).")
+@click.option("--rate", type=float, default=2000.0, show_default=True, help="Events per second, steady.")
+@click.option("--seed", type=int, default=None, help="Simulator seed (the events and faults sent).")
+@click.option("--sample-s", type=float, default=5.0, show_default=True, help="Seconds between RSS/lag samples.")
+@click.option("--faults", default=None,
+              help="Simulator faults, kinds duplicate, late, out_of_order, too_late, malformed [default: all five].")
+@click.option("--kill-every-s", type=float, default=600.0, show_default=True,
+              help="SIGKILL the worker's Faust process this often (at least once).")
+@click.option("--outage-every-s", type=float, default=600.0, show_default=True,
+              help="Take the sink away this often (at least once).")
+@click.option("--outage-s", type=float, default=15.0, show_default=True, help="Length of each sink outage.")
+@click.option("--warmup-s", type=float, default=None,
+              help="Memory samples taken sooner than this after a worker process first stored a batch are "
+                   "left out of the trend [default: a sixth of the run, at most 60 s].")
+@click.option("--max-rss-growth-pct", type=float, default=10.0, show_default=True,
+              help="Largest RSS growth over the run, from the fitted trend, that still passes.")
+@click.option("--max-lag", type=int, default=None,
+              help="Largest consumer lag that passes [default: two minutes of --rate].")
+@click.option("--drain-timeout-s", type=float, default=180.0, show_default=True)
+@click.option("--keep", is_flag=True, help="Keep the soak's state (store, worker log) after a pass too.")
+@click.pass_context
+def soak(ctx: click.Context, keep: bool, faults: str | None, **options: float | int | None) -> None:
+    """Steady faulty load with worker kills and sink outages; exit 0 when memory, lag and truth hold."""
+    from rich.console import Console
+
+    from pulse.soak import DEFAULT_FAULTS, SoakOptions, summary_table
+    from pulse.soak import run as run_soak
+
+    console = Console(stderr=True)
+    settings = _settings(ctx)
+    try:
+        if not infra.kafka_reachable(settings):
+            infra.up(settings, with_monitoring=False)
+        result = run_soak(settings, SoakOptions(keep=keep, faults=faults or DEFAULT_FAULTS, **options),
+                          say=lambda text: console.print(f"[dim]{text}[/]"))
+    except (infra.InfraError, ValueError) as error:
+        raise click.ClickException(str(error)) from None
+    console.print(summary_table(result))
+    click.echo(json.dumps(result))
+    sys.exit(0 if result["passed"] else 1)
 
 def _register_command_groups() -> None:
     from pulse.dashboards.command import dashboards

@@ -11,6 +11,7 @@ from datetime import datetime, timedelta, timezone
 from rich.console import Console
 
 from pulse import infra
+from pulse.kafka_security import kafka_options
 from pulse.kafka_tools import end_offsets, wait_for_group
 from pulse.query import render, run_query
 from pulse.settings import DEMO_PII_KEY, STREAM_TOPICS, Settings
@@ -65,8 +66,10 @@ def run(settings: Settings, *, duration_s: float, rate: float, speed: float, kee
         watch(settings, duration_s=duration_s + 5)
         producer.join(timeout=30)
         console.print(f"[bold]4/5[/] produced {report.get('total', '?')} events; waiting for the worker to store them…")
+        security = kafka_options(settings)
         waited = wait_for_group(settings.kafka_bootstrap, settings.consumer_group,
-                                end_offsets(settings.kafka_bootstrap, STREAM_TOPICS.values()), timeout_s=120)
+                                end_offsets(settings.kafka_bootstrap, STREAM_TOPICS.values(), security),
+                                timeout_s=120, security=security)
         console.print(f"    caught up in {waited:.1f} s")
     finally:
         code = stop_process(worker)

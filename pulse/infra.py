@@ -9,10 +9,11 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from pulse.kafka_security import kafka_options
 from pulse.settings import ALL_TOPICS, TOPIC_WINDOWS, Settings, project_root
 
 KAFKA_VERSION = "3.9.1"
@@ -155,7 +156,11 @@ def ensure_kafka_jars() -> Path:
     return libs
 
 
-def kafka_service(settings: Settings) -> Service:
+def kafka_service(settings: Settings, *, extra_properties: Mapping[str, str] | None = None,
+                  format_args: Sequence[str] = ()) -> Service:
+    """The broker for `settings`. `extra_properties` are appended to the template, so they override its
+    lines (a later key wins in a Java properties file): a secured listener, for instance. `format_args`
+    go to the storage format run, the one moment KRaft accepts SCRAM users without a running broker."""
     host, port = _split_host_port(settings.kafka_bootstrap)
     home = settings.state_dir / "kafka"
     data = home / "data"
@@ -169,13 +174,19 @@ def kafka_service(settings: Settings) -> Service:
 
     def prepare() -> None:
         template = (deploy / "server.properties.template").read_text()
-        config.write_text(template.format(port=port, controller_port=port + 1000, log_dir=data,
-                                          partitions=settings.topic_partitions))
+        properties = template.format(port=port, controller_port=port + 1000, log_dir=data,
+                                     partitions=settings.topic_partitions)
+        overrides = "".join(f"{key}={value}\n" for key, value in (extra_properties or {}).items())
+        config.write_text(properties + overrides)
         if not (data / "meta.properties").is_file():
             cluster_id = subprocess.run(java("kafka.tools.StorageTool", "random-uuid"), capture_output=True,
                                         text=True, check=True, timeout=120).stdout.strip().splitlines()[-1]
-            subprocess.run(java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config)),
-                           capture_output=True, text=True, check=True, timeout=120)
+            formatted = subprocess.run(java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c",
+                                            str(config), *format_args), capture_output=True, text=True, timeout=120)
+            if formatted.returncode != 0:
+                # Not CalledProcessError: its message repeats the command line, which may carry SCRAM passwords.
+                raise InfraError("formatting Kafka storage failed:\n"
+                                 f"{formatted.stdout[-2000:]}{formatted.stderr[-2000:]}")
 
     return Service("kafka", host, port, home, lambda: java("kafka.Kafka", str(config)), prepare)
 
@@ -206,7 +217,8 @@ def create_topics(settings: Settings) -> list[str]:
     from kafka.admin import KafkaAdminClient, NewTopic
     from kafka.errors import TopicAlreadyExistsError
 
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=30000)
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=30000,
+                             **kafka_options(settings))
     try:
         existing = set(admin.list_topics())
         missing = [t for t in ALL_TOPICS if t not in existing]
@@ -229,7 +241,7 @@ def wait_for_group_coordinator(settings: Settings, timeout_s: float = START_TIME
     from kafka.errors import KafkaError
 
     deadline = time.monotonic() + timeout_s
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, **kafka_options(settings))
     try:
         while True:
             try:

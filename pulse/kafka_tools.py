@@ -2,14 +2,19 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
 from kafka.admin import KafkaAdminClient
 
 
-def end_offsets(bootstrap: str, topics: Iterable[str]) -> dict[TopicPartition, int]:
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+# `security` in these helpers: kafka-python options from pulse.kafka_security.kafka_options(settings).
+
+
+def end_offsets(bootstrap: str, topics: Iterable[str],
+                security: Mapping[str, Any] | None = None) -> dict[TopicPartition, int]:
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, **(security or {}))
     try:
         partitions = [TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or ())]
         return consumer.end_offsets(partitions)
@@ -17,8 +22,9 @@ def end_offsets(bootstrap: str, topics: Iterable[str]) -> dict[TopicPartition, i
         consumer.close()
 
 
-def committed_offsets(bootstrap: str, group: str) -> dict[TopicPartition, int]:
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+def committed_offsets(bootstrap: str, group: str,
+                      security: Mapping[str, Any] | None = None) -> dict[TopicPartition, int]:
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, **(security or {}))
     try:
         offsets = admin.list_group_offsets({group: None}).get(group, {})
         return {tp: meta.offset for tp, meta in offsets.items()}
@@ -27,12 +33,12 @@ def committed_offsets(bootstrap: str, group: str) -> dict[TopicPartition, int]:
 
 
 def wait_for_group(bootstrap: str, group: str, targets: dict[TopicPartition, int], timeout_s: float,
-                   poll_s: float = 0.5) -> float:
+                   poll_s: float = 0.5, security: Mapping[str, Any] | None = None) -> float:
     """Block until the group has committed at least `targets` on every partition; returns seconds waited."""
     started = time.monotonic()
     pending = {tp: offset for tp, offset in targets.items() if offset > 0}
     while pending:
-        committed = committed_offsets(bootstrap, group)
+        committed = committed_offsets(bootstrap, group, security)
         pending = {tp: offset for tp, offset in pending.items() if committed.get(tp, -1) < offset}
         if not pending:
             break

@@ -41,7 +41,7 @@ import sys
 import threading
 import time
 from collections import Counter, defaultdict, deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -50,6 +50,7 @@ from urllib.parse import urlparse, urlunparse
 
 import orjson
 
+from pulse.kafka_security import kafka_options
 from pulse.kafka_tools import end_offsets, wait_for_group
 from pulse.progress import Tracker, interactive
 from pulse.settings import STREAM_TOPICS, Settings
@@ -288,10 +289,12 @@ class TopicSource:
     """
 
     def __init__(self, bootstrap: str, *, topics: Iterable[str] = (), since: datetime | None = None,
-                 until: datetime | None = None, offsets: list[OffsetRange] | None = None) -> None:
+                 until: datetime | None = None, offsets: list[OffsetRange] | None = None,
+                 security: Mapping[str, Any] | None = None) -> None:
         from kafka import KafkaConsumer, TopicPartition
 
         self.bootstrap = bootstrap
+        self.security = dict(security or {})
         self.since_ms = None if since is None else int(since.timestamp() * 1000)
         self.until_ms = None if until is None else int(until.timestamp() * 1000)
         if offsets:
@@ -306,7 +309,8 @@ class TopicSource:
                              "until_ms": self.until_ms}
             self.description = "+".join(sorted(set(topics)))
         self.digest = _digest(self.identity)[:12]
-        consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
+        consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
+                                 **self.security)
         try:
             self.ranges: dict[Any, tuple[int, int]] = {}
             if offsets:
@@ -364,7 +368,7 @@ class TopicSource:
         limited = self._limited(start, None)
         self.units_done = float(sum(begin - low for (low, _), (begin, _) in zip(self.ranges.values(),
                                                                                 limited.values())))
-        for message in read_partitions(self.bootstrap, limited):
+        for message in read_partitions(self.bootstrap, limited, security=self.security):
             self.units_done += 1
             record = self._record(message)
             if record is not None:
@@ -372,7 +376,7 @@ class TopicSource:
         self.units_done = self.total_units
 
     def window(self, start: Cursor, end: Cursor) -> Iterator[Record]:
-        for message in read_partitions(self.bootstrap, self._limited(start, end)):
+        for message in read_partitions(self.bootstrap, self._limited(start, end), security=self.security):
             record = self._record(message)
             if record is not None:
                 yield record
@@ -405,7 +409,7 @@ def _pseudo_topic(source: str, digest: str, stream: str) -> str:
 
 
 def read_partitions(bootstrap: str, ranges: dict, *, stall_timeout_s: float = STALL_TIMEOUT_S,
-                    max_buffered: int = 20_000) -> Iterator[Any]:
+                    max_buffered: int = 20_000, security: Mapping[str, Any] | None = None) -> Iterator[Any]:
     """The messages of `{TopicPartition: (start, end)}`, merged across partitions by (timestamp, topic,
     partition, offset), so that event time moves forward as when they were produced."""
     from kafka import KafkaConsumer
@@ -414,7 +418,7 @@ def read_partitions(bootstrap: str, ranges: dict, *, stall_timeout_s: float = ST
     if not live:
         return
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
-                             max_poll_records=5000, auto_offset_reset="earliest")
+                             max_poll_records=5000, auto_offset_reset="earliest", **(security or {}))
     try:
         consumer.assign(list(live))
         for tp, (start, _) in live.items():
@@ -606,9 +610,10 @@ class KafkaTarget:
         from simulators.output import make_producer
 
         self.bootstrap = settings.kafka_bootstrap
+        self.security = kafka_options(settings)
         self.identity = f"kafka://{self.bootstrap}"
         self.source = source
-        self.producer = make_producer(self.bootstrap)
+        self.producer = make_producer(self.bootstrap, **self.security)
         self.marks: dict[str, int] = {}
         self.sent: Counter = Counter()
         self.recovered = 0
@@ -618,7 +623,7 @@ class KafkaTarget:
         if checkpoint.data.get("pending"):
             self._recover(checkpoint)
         self.marks = {_tp_key(tp.topic, tp.partition): offset
-                      for tp, offset in end_offsets(self.bootstrap, STREAM_TOPICS.values()).items()}
+                      for tp, offset in end_offsets(self.bootstrap, STREAM_TOPICS.values(), self.security).items()}
 
     def _send(self, records: list[Record]) -> Counter:
         futures = [(record, self.producer.send(STREAM_TOPICS[record.stream], key=record.key, value=record.value))
@@ -648,10 +653,10 @@ class KafkaTarget:
         records = list(self.source.window(pending["from"], pending["to"]))
         wanted = Counter((STREAM_TOPICS[r.stream], r.value) for r in records)
         marks = {_tp_of(key): offset for key, offset in pending["marks"].items()}
-        ends = end_offsets(self.bootstrap, STREAM_TOPICS.values())
+        ends = end_offsets(self.bootstrap, STREAM_TOPICS.values(), self.security)
         scan = {tp: (marks.get(tp, 0), end) for tp, end in ends.items() if marks.get(tp, 0) < end}
         found: Counter = Counter()
-        for message in read_partitions(self.bootstrap, scan):
+        for message in read_partitions(self.bootstrap, scan, security=self.security):
             key = (message.topic, message.value)
             if found[key] < wanted[key]:
                 found[key] += 1
@@ -853,7 +858,7 @@ def make_source(settings: Settings, options: ReplayOptions) -> Source:
     if options.from_offsets and (options.since or options.until):
         raise ValueError("--since/--until do not combine with --from-offsets")
     return TopicSource(settings.kafka_bootstrap, topics=options.topics, since=options.since, until=options.until,
-                       offsets=options.from_offsets)
+                       offsets=options.from_offsets, security=kafka_options(settings))
 
 
 @contextlib.contextmanager
@@ -940,9 +945,10 @@ def run_replay(settings: Settings, options: ReplayOptions) -> dict[str, object]:
     finally:
         target.close()
     if options.wait and not options.dry_run and not options.direct:
-        targets = end_offsets(settings.kafka_bootstrap, STREAM_TOPICS.values())
+        security = kafka_options(settings)
+        targets = end_offsets(settings.kafka_bootstrap, STREAM_TOPICS.values(), security)
         report["waited_s"] = round(wait_for_group(settings.kafka_bootstrap, settings.consumer_group, targets,
-                                                  options.timeout_s), 2)
+                                                  options.timeout_s, security=security), 2)
     report["seconds"] = round(time.monotonic() - started, 2)
     return report
 

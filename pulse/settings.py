@@ -4,8 +4,9 @@ from __future__ import annotations
 import os
 from functools import cache
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 TOPIC_PAYMENTS = "pulse.payments.vietqr"
@@ -40,6 +41,16 @@ class Settings(BaseSettings):
     kafka_bootstrap: str = "127.0.0.1:9092"
     clickhouse_url: str = ""
     pii_key: SecretStr | None = None
+    # Kafka security, turned into client options by pulse/kafka_security.py. There are deliberately no
+    # CLI flags for these: a password on a command line is visible to every user of the machine.
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_sasl_password_file: Path | None = None
+    kafka_ssl_cafile: Path | None = None
+    kafka_ssl_certfile: Path | None = None
+    kafka_ssl_keyfile: Path | None = None
     metrics_port: int = 6066
     metrics_host: str = "127.0.0.1"
     topic_partitions: int = 4
@@ -57,6 +68,18 @@ class Settings(BaseSettings):
     chdb_lock_timeout_s: float = 60.0
     # While this file exists the sink refuses writes: an outage drill for backpressure and recovery.
     sink_outage_flag: Path | None = None
+
+    @field_validator("kafka_sasl_mechanism", "kafka_sasl_username", "kafka_sasl_password", "kafka_sasl_password_file",
+                     "kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile", mode="before")
+    @classmethod
+    def _empty_means_unset(cls, value: object) -> object:
+        # docker compose and .env files pass a variable that is listed but left blank as "".
+        return None if value == "" else value
+
+    @field_validator("kafka_security_protocol", mode="before")
+    @classmethod
+    def _empty_means_plaintext(cls, value: object) -> object:
+        return "PLAINTEXT" if value == "" else value
 
     def resolved_clickhouse_url(self) -> str:
         return self.clickhouse_url or f"chdb://{self.state_dir / 'clickhouse'}"

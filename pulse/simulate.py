@@ -10,6 +10,7 @@ from pathlib import Path
 
 from prometheus_client import Counter, start_http_server
 
+from pulse.kafka_security import check_kafka_access, kafka_options
 from pulse.settings import DEMO_PII_KEY, STREAM_TOPICS, Settings
 from simulators import scenario as scenarios
 from simulators.faults import FaultPlan, parse_faults
@@ -61,7 +62,10 @@ def run(options: SimulationOptions, settings: Settings) -> dict[str, object]:
         if options.metrics_port:
             start_http_server(options.metrics_port, addr=settings.metrics_host)
         deadline = started + options.duration_s if options.duration_s else None
-        producer = make_producer(settings.kafka_bootstrap)
+        # kafka-python would wait out its bootstrap timeout on refused credentials, then say only
+        # "unable to bootstrap"; the check fails at once and names the user and mechanism.
+        check_kafka_access(settings)
+        producer = make_producer(settings.kafka_bootstrap, **kafka_options(settings))
         try:
             counts = produce(events, producer, STREAM_TOPICS, rate=options.rate, deadline=deadline, on_event=count)
         finally:

@@ -19,9 +19,12 @@ log = logging.getLogger(__name__)
 RESTART_BACKOFF_S = (1.0, 2.0, 5.0, 10.0, 30.0)
 STABLE_AFTER_S = 60.0  # a child that ran this long resets the backoff
 STOP_GRACE_S = 60.0
+# EX_CONFIG from sysexits.h: the child cannot work with this configuration (say, Kafka refused the
+# credentials); a restart would only repeat the refusal, so the supervisor exits with it instead.
+EXIT_CONFIG = 78
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """Linux: the child gets SIGKILL if the supervisor dies, so a killed supervisor leaves no orphan."""
     try:
         ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
@@ -46,13 +49,17 @@ class Supervisor:
         failures = 0
         while True:
             started = time.monotonic()
-            self.child = subprocess.Popen(self.command, preexec_fn=_die_with_parent)
+            self.child = subprocess.Popen(self.command, preexec_fn=die_with_parent)
             code = self._wait_child()
             if self.stopping:
                 # A child stopped before it installed its handlers dies of the signal: nothing was in flight.
                 return 0 if code in (0, -signal.SIGTERM, -signal.SIGINT) else code
             if code == 0:
                 return 0
+            if code == EXIT_CONFIG:
+                print("pulse worker: not restarting: the configuration was refused (see the error above)",
+                      file=sys.stderr, flush=True)
+                return code
             failures = 0 if time.monotonic() - started > STABLE_AFTER_S else failures + 1
             delay = RESTART_BACKOFF_S[min(failures, len(RESTART_BACKOFF_S)) - 1] if failures else 0.5
             log.warning("worker exited with %s; restarting in %.1f s", code, delay)

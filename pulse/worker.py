@@ -7,6 +7,7 @@ import faust
 from prometheus_client import start_http_server
 
 from pulse import __version__
+from pulse.kafka_security import check_kafka_access, faust_credentials
 from pulse.settings import STREAM_TOPICS, TOPIC_DEADLETTER, TOPIC_WINDOWS, Settings
 from sinks.client import Warehouse
 from sinks.sink import ClickHouseSink
@@ -45,12 +46,16 @@ def stream_config(settings: Settings) -> StreamConfig:
         batch_max_events=settings.batch_max_events,
         batch_within_s=settings.batch_within_s,
         retry_max_s=settings.sink_retry_max_s,
+        broker_credentials=faust_credentials(settings),
         datadir=str(settings.state_dir / "faust"),
     )
 
 
 def run(settings: Settings, loglevel: str = "warning") -> None:
     """Run until SIGTERM/SIGINT; the sink is flushed batch by batch, so stopping only commits and closes."""
+    # On a refused login Faust exits saying only "Unable to bootstrap", and the supervisor would restart it
+    # for ever; checking first names the cause, and tells a refusal (final) from an absent broker (retried).
+    check_kafka_access(settings)
     start_http_server(settings.metrics_port, addr=settings.metrics_host)
     metrics.BUILD_INFO.info({"version": __version__})
     sink = build_sink(settings)

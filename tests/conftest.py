@@ -9,7 +9,7 @@ import pytest
 
 from pulse import infra
 from pulse.settings import Settings
-from tests.support.services import PulseEnv, WorkerProcess
+from tests.support.services import PulseEnv, WorkerProcess, free_tcp_port
 
 TEST_KAFKA_PORT = int(os.environ.get("PULSE_TEST_KAFKA_PORT", "19092"))
 
@@ -36,8 +36,4 @@ def pulse_env(kafka_settings: Settings, tmp_path: Path) -> Iterator[PulseEnv]:
 
 @pytest.fixture
 def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    return free_tcp_port()

@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
 from kafka.admin import KafkaAdminClient
@@ -28,6 +30,7 @@ class PulseEnv:
     bootstrap: str
     group: str = field(default_factory=lambda: f"pulse-test-{uuid.uuid4().hex[:8]}")
     extra: dict[str, str] = field(default_factory=dict)
+    security: dict[str, Any] = field(default_factory=dict)  # kafka-python options for a secured broker
 
     @property
     def chdb_url(self) -> str:
@@ -54,9 +57,9 @@ class PulseEnv:
 
     def start_from_now(self) -> None:
         """Commit the group at the current log ends, so this test's worker sees only this test's events."""
-        offsets = end_offsets(self.bootstrap, ALL_TOPICS)
+        offsets = end_offsets(self.bootstrap, ALL_TOPICS, self.security)
         self.start_offsets = {tp: o for tp, o in offsets.items() if tp.topic in STREAM_TOPICS.values()}
-        admin = KafkaAdminClient(bootstrap_servers=self.bootstrap)
+        admin = KafkaAdminClient(bootstrap_servers=self.bootstrap, **self.security)
         try:
             admin.alter_group_offsets(self.group, {tp: OffsetAndMetadata(o, "", -1) for tp, o in offsets.items()
                                                    if tp.topic in STREAM_TOPICS.values()})
@@ -65,12 +68,13 @@ class PulseEnv:
 
     def stored_count(self) -> int:
         """Messages of this test the group has committed (committed only after they are stored)."""
-        committed = committed_offsets(self.bootstrap, self.group)
+        committed = committed_offsets(self.bootstrap, self.group, self.security)
         return sum(max(0, committed.get(tp, start) - start) for tp, start in self.start_offsets.items())
 
     def wait_until_stored(self, timeout_s: float = 180) -> float:
-        return wait_for_group(self.bootstrap, self.group, end_offsets(self.bootstrap, STREAM_TOPICS.values()),
-                              timeout_s)
+        return wait_for_group(self.bootstrap, self.group,
+                              end_offsets(self.bootstrap, STREAM_TOPICS.values(), self.security), timeout_s,
+                              security=self.security)
 
 
 class WorkerProcess:
@@ -115,6 +119,13 @@ class WorkerProcess:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+
+def free_tcp_port() -> int:
+    """A port nothing listens on right now (the kernel's pick; a race with other processes is unlikely)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def wait_for(predicate, timeout_s: float, what: str, poll_s: float = 0.2) -> None:  # noqa: ANN001
