@@ -166,8 +166,9 @@ def run_backfill(settings: Settings, options: BackfillOptions) -> dict[str, obje
     specs = resolve_tables(options.tables)
     provinces = resolve_provinces(options.provinces)
     chunks = minute_chunks(options.since, options.until)
-    warehouse = Warehouse(settings.resolved_clickhouse_url(), keep_open=settings.chdb_keep_open,
-                          lock_timeout_s=settings.chdb_lock_timeout_s)
+    url, password = settings.clickhouse_connection()
+    warehouse = Warehouse(url, keep_open=settings.chdb_keep_open, lock_timeout_s=settings.chdb_lock_timeout_s,
+                          password=password)
     tables = [_Table(spec, warehouse.database, provinces) for spec in specs]
     examples: list[dict] = []
     try:

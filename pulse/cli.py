@@ -112,11 +112,12 @@ def worker(ctx: click.Context, loglevel: str, no_restart: bool) -> None:
 
     if no_restart:
         from pulse.kafka_security import KafkaLoginRefused, KafkaSecurityError, KafkaUnreachable
+        from pulse.settings import ClickHouseSettingsError
         from pulse.worker import run
 
         try:
             run(_settings(ctx), loglevel=loglevel)
-        except (KafkaSecurityError, KafkaLoginRefused) as error:
+        except (KafkaSecurityError, KafkaLoginRefused, ClickHouseSettingsError) as error:
             # A distinct exit code, so the supervisor gives up instead of restarting into the same refusal.
             click.echo(f"Error: {error}", err=True)
             sys.exit(EXIT_CONFIG)

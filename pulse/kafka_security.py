@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from pulse.settings import Settings
+from pulse.settings import Settings, read_secret_file
 
 SASL_PROTOCOLS = frozenset({"SASL_PLAINTEXT", "SASL_SSL"})
 TLS_PROTOCOLS = frozenset({"SSL", "SASL_SSL"})
@@ -138,8 +138,7 @@ def _sasl_password(settings: Settings) -> str | None:
         raise KafkaSecurityError("set PULSE_KAFKA_SASL_PASSWORD or PULSE_KAFKA_SASL_PASSWORD_FILE, not both")
     if settings.kafka_sasl_password_file is not None:
         try:
-            # Secret files written by editors and `echo` end in a newline that is not part of the password.
-            return settings.kafka_sasl_password_file.read_text(encoding="utf-8").rstrip("\r\n")
+            return read_secret_file(settings.kafka_sasl_password_file)
         except OSError as error:
             raise KafkaSecurityError(f"PULSE_KAFKA_SASL_PASSWORD_FILE cannot be read: {error.strerror}") from None
     if settings.kafka_sasl_password is not None:
@@ -180,16 +179,40 @@ async def _probe_bootstrap(bootstrap: str, security: KafkaSecurity, deadline: fl
         except refused_login as error:
             raise KafkaLoginRefused(f"Kafka authentication failed for {security.describe(address)}: "
                                    f"{_without(security.password, error)}") from None
-        except ssl.SSLError as error:
-            raise KafkaLoginRefused(f"TLS handshake with Kafka failed for {security.describe(address)}: "
-                                   f"{_without(security.password, error)}") from None
         except (OSError, asyncio.TimeoutError, errors.KafkaError) as error:
+            tls_error = _tls_cause(error)
+            if tls_error is not None:
+                raise KafkaLoginRefused(f"TLS handshake with Kafka failed for {security.describe(address)}: "
+                                       f"{_without(security.password, tls_error)}{_tls_hint(tls_error)}") from None
             unreachable.append(f"{address}: {_without(security.password, error) or type(error).__name__}")
             continue
         connection.close()
         return
     raise KafkaUnreachable(f"no Kafka broker answered for {security.describe(bootstrap)} "
                            f"({'; '.join(unreachable) or 'timed out'})")
+
+
+def _tls_cause(error: BaseException) -> ssl.SSLError | None:
+    """The TLS failure behind `error`, if any. Our own verification of the broker fails inside the handshake
+    and arrives as the SSLError itself; a broker that rejects our certificate (or its absence) does so with
+    an alert read after the handshake, which aiokafka reports as a closed connection caused by that SSLError."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, ssl.SSLError):
+            return seen
+        seen = seen.__cause__
+    return None
+
+
+def _tls_hint(error: ssl.SSLError) -> str:
+    if isinstance(error, ssl.SSLCertVerificationError):
+        return (" (the broker's certificate is not trusted here: check PULSE_KAFKA_SSL_CAFILE, and that the "
+                "certificate names the host in PULSE_KAFKA_BOOTSTRAP)")
+    reason = (error.reason or "").upper()  # e.g. SSLV3_ALERT_BAD_CERTIFICATE, TLSV1_ALERT_UNKNOWN_CA
+    if "ALERT" in reason and ("CERTIFICATE" in reason or "UNKNOWN_CA" in reason):
+        return (" (the broker refused this client's TLS certificate, or its absence: check "
+                "PULSE_KAFKA_SSL_CERTFILE and PULSE_KAFKA_SSL_KEYFILE)")
+    return ""
 
 
 def _without(secret: str | None, error: BaseException) -> str:

@@ -15,8 +15,8 @@ from sinks.schema import migrate
 
 
 def run_query(settings: Settings, sql: str) -> tuple[list[str], list[tuple]]:
-    warehouse = Warehouse(settings.resolved_clickhouse_url(), keep_open=False,
-                          lock_timeout_s=settings.chdb_lock_timeout_s)
+    url, password = settings.clickhouse_connection()
+    warehouse = Warehouse(url, keep_open=False, lock_timeout_s=settings.chdb_lock_timeout_s, password=password)
     try:
         with warehouse.lease() as client:
             migrate(client, warehouse.database)

@@ -5,6 +5,7 @@ import os
 from functools import cache
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlparse
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -39,7 +40,10 @@ class Settings(BaseSettings):
 
     state_dir: Path = Field(default_factory=default_state_dir)
     kafka_bootstrap: str = "127.0.0.1:9092"
-    clickhouse_url: str = ""
+    clickhouse_url: str = Field(default="", repr=False)  # it may carry a password: kept out of repr(settings)
+    # Password for a ClickHouse server URL, kept out of the URL (and so out of process listings and
+    # compose files): a mounted secret, for instance. See clickhouse_connection().
+    clickhouse_password_file: Path | None = None
     pii_key: SecretStr | None = None
     # Kafka security, turned into client options by pulse/kafka_security.py. There are deliberately no
     # CLI flags for these: a password on a command line is visible to every user of the machine.
@@ -62,6 +66,9 @@ class Settings(BaseSettings):
     batch_max_events: int = 20_000
     batch_within_s: float = 0.5
     sink_retry_max_s: float = 30.0
+    # How long the group waits for a member that stopped heartbeating. A worker that crashed (SIGKILL, OOM)
+    # holds its partitions this long, so its restarted self idles until then; Faust's 60 s is long for that.
+    kafka_session_timeout_s: float = 15.0
     # Keep the embedded chDB store open between flushes (fastest). When false the worker releases it
     # after every flush so `pulse query` and a second worker can take turns with it.
     chdb_keep_open: bool = False
@@ -70,7 +77,8 @@ class Settings(BaseSettings):
     sink_outage_flag: Path | None = None
 
     @field_validator("kafka_sasl_mechanism", "kafka_sasl_username", "kafka_sasl_password", "kafka_sasl_password_file",
-                     "kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile", mode="before")
+                     "kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile", "clickhouse_password_file",
+                     mode="before")
     @classmethod
     def _empty_means_unset(cls, value: object) -> object:
         # docker compose and .env files pass a variable that is listed but left blank as "".
@@ -84,6 +92,24 @@ class Settings(BaseSettings):
     def resolved_clickhouse_url(self) -> str:
         return self.clickhouse_url or f"chdb://{self.state_dir / 'clickhouse'}"
 
+    def clickhouse_connection(self) -> tuple[str, str | None]:
+        """The ClickHouse URL and, when PULSE_CLICKHOUSE_PASSWORD_FILE is set, the password read from that file
+        (None: the URL's own password, if any, applies). Messages name the variables, never a password."""
+        url = self.resolved_clickhouse_url()
+        if self.clickhouse_password_file is None:
+            return url, None
+        parsed = urlparse(url)
+        if parsed.scheme not in ("http", "https"):
+            raise ClickHouseSettingsError("PULSE_CLICKHOUSE_PASSWORD_FILE is set, but the ClickHouse URL is not "
+                                          "http:// or https:// (the embedded chDB store takes no password)")
+        if parsed.password:
+            raise ClickHouseSettingsError("the ClickHouse password is set twice: in PULSE_CLICKHOUSE_URL and in "
+                                          "PULSE_CLICKHOUSE_PASSWORD_FILE; keep only one")
+        try:
+            return url, read_secret_file(self.clickhouse_password_file)
+        except OSError as error:  # strerror only: the message must not quote the file
+            raise ClickHouseSettingsError(f"PULSE_CLICKHOUSE_PASSWORD_FILE cannot be read: {error.strerror}") from None
+
     def require_pii_key(self) -> bytes:
         if self.pii_key is None:
             raise RuntimeError(
@@ -91,6 +117,15 @@ class Settings(BaseSettings):
                 "(set PULSE_PII_KEY, or use `pulse demo`, which uses a throw-away demo key)"
             )
         return self.pii_key.get_secret_value().encode()
+
+
+class ClickHouseSettingsError(ValueError):
+    """The ClickHouse settings contradict each other or name a file that cannot be read."""
+
+
+def read_secret_file(path: Path) -> str:
+    """A password kept in a file. Files written by editors and `echo` end in a newline that is not part of it."""
+    return path.read_text(encoding="utf-8").rstrip("\r\n")
 
 
 @cache

@@ -77,8 +77,8 @@ class SoakOptions:
 
     @property
     def lag_limit(self) -> int:
-        # A SIGKILLed consumer keeps its partitions until the group's session timeout (Faust: 60 s), so a
-        # kill alone lets a minute of input pile up, plus the restart and whatever else happens meanwhile.
+        # A SIGKILLed consumer keeps its partitions until the group's session timeout (15 s by default), so
+        # a kill lets that much input pile up, plus the restart, the store opening and any outage meanwhile.
         return self.max_lag if self.max_lag is not None else int(self.rate * 120)
 
 
@@ -121,7 +121,7 @@ def _segment(sample: Sample) -> tuple[int | None, int]:
 def settled(samples: list[Sample], warmup_s: float) -> list[Sample]:
     """Samples of quiet running: outside sink outages, and `warmup_s` or more after the segment's process
     first stored something. Before that a new process imports, waits for its partitions (after a SIGKILL
-    the group holds them until the session timeout, a minute) and opens the store, and after an outage it
+    the group holds them until the session timeout) and opens the store, and after an outage it
     works off the backlog; its memory says nothing about leaks yet."""
     resumed: dict[tuple[int | None, int], float] = {}
     for previous, sample in zip(samples, samples[1:]):

@@ -19,10 +19,12 @@ log = logging.getLogger(__name__)
 
 
 def build_sink(settings: Settings, *, keep_open: bool | None = None) -> ClickHouseSink:
+    url, password = settings.clickhouse_connection()
     warehouse = Warehouse(
-        settings.resolved_clickhouse_url(),
+        url,
         keep_open=settings.chdb_keep_open if keep_open is None else keep_open,
         lock_timeout_s=settings.chdb_lock_timeout_s,
+        password=password,
     )
     return ClickHouseSink(warehouse, outage_flag=settings.sink_outage_flag)
 
@@ -46,6 +48,7 @@ def stream_config(settings: Settings) -> StreamConfig:
         batch_max_events=settings.batch_max_events,
         batch_within_s=settings.batch_within_s,
         retry_max_s=settings.sink_retry_max_s,
+        session_timeout_s=settings.kafka_session_timeout_s,
         broker_credentials=faust_credentials(settings),
         datadir=str(settings.state_dir / "faust"),
     )

@@ -40,7 +40,10 @@ class StoreBusy(TimeoutError):
 class Warehouse:
     """A leased ClickHouse client for one URL."""
 
-    def __init__(self, url: str, *, keep_open: bool = True, lock_timeout_s: float = 60.0) -> None:
+    def __init__(self, url: str, *, keep_open: bool = True, lock_timeout_s: float = 60.0,
+                 password: str | None = None) -> None:
+        """`password`, when given, is used instead of the one in a server URL: it comes from a file, so that
+        it need not sit in the URL. It is kept only for the connection and shown nowhere."""
         self.url = url
         self.keep_open = keep_open
         self.lock_timeout_s = lock_timeout_s
@@ -48,6 +51,9 @@ class Warehouse:
         self.embedded = parsed.scheme == "chdb"
         if not self.embedded:
             _check_server_url(url, parsed)
+        elif password is not None:
+            raise ValueError(f"ClickHouse URL {redact_url(url)}: the embedded chDB store takes no password")
+        self._password = password
         self.database = DEFAULT_DATABASE if self.embedded else (parsed.path.strip("/") or DEFAULT_DATABASE)
         self._parsed = parsed
         self._client: Client | None = None
@@ -88,7 +94,7 @@ class Warehouse:
                 self._release()
                 raise
         else:
-            self._client = _server_client(self._parsed)
+            self._client = _server_client(self._parsed, self._password)
 
     def _release(self) -> None:
         if self._client is not None:
@@ -132,12 +138,12 @@ def _check_server_url(url: str, parsed) -> None:  # noqa: ANN001 - urllib's Pars
         raise ValueError(f"ClickHouse URL {shown}: the port must be a number from 1 to 65535") from None
 
 
-def _server_client(parsed) -> Client:  # noqa: ANN001 - urllib's ParseResult
+def _server_client(parsed, password: str | None) -> Client:  # noqa: ANN001 - urllib's ParseResult
     return clickhouse_connect.get_client(
         host=parsed.hostname or "127.0.0.1",
         port=parsed.port or (8443 if parsed.scheme == "https" else 8123),
         username=unquote(parsed.username or "default"),
-        password=unquote(parsed.password or ""),
+        password=unquote(parsed.password or "") if password is None else password,
         secure=parsed.scheme == "https",
         database="default",
     )

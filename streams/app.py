@@ -33,6 +33,7 @@ class StreamConfig:
     batch_max_events: int
     batch_within_s: float
     retry_max_s: float
+    session_timeout_s: float = 15.0
     broker_credentials: object | None = None
     datadir: str | None = None  # Faust's own working files; default is a folder in the working directory
 
@@ -148,6 +149,8 @@ def create_app(config: StreamConfig, pipeline: Pipeline) -> BulkApp:
         consumer_auto_offset_reset="earliest",
         broker_max_poll_records=BROKER_MAX_POLL_RECORDS,
         broker_commit_interval=1.0,
+        broker_session_timeout=config.session_timeout_s,
+        broker_heartbeat_interval=min(3.0, config.session_timeout_s / 3),
         broker_commit_every=100_000,
     )
     inputs = app.topic(*config.input_topics, key_serializer="raw", value_serializer="raw")

@@ -56,7 +56,9 @@ def placed(kafka_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -
     topic = f"replay-source-{uuid.uuid4().hex[:8]}"
     admin = KafkaAdminClient(bootstrap_servers=kafka_settings.kafka_bootstrap)
     try:
-        admin.create_topics([NewTopic(topic, len(LAYOUT), 1)])
+        # The records carry 2025 timestamps: with the broker's time retention (7 days) its cleaner may
+        # delete them in the middle of the module, so this topic keeps everything.
+        admin.create_topics([NewTopic(topic, len(LAYOUT), 1, topic_configs={"retention.ms": "-1"})])
     finally:
         admin.close()
     producer = KafkaProducer(bootstrap_servers=kafka_settings.kafka_bootstrap, acks="all")
