@@ -69,8 +69,9 @@ class Settings(BaseSettings):
     # How long the group waits for a member that stopped heartbeating. A worker that crashed (SIGKILL, OOM)
     # holds its partitions this long, so its restarted self idles until then; Faust's 60 s is long for that.
     kafka_session_timeout_s: float = 15.0
-    # Keep the embedded chDB store open between flushes (fastest). When false the worker releases it
-    # after every flush so `pulse query` and a second worker can take turns with it.
+    # The worker keeps the embedded chDB store open between flushes either way. When false it hands it
+    # over, between two flushes, to another process that waits for it (`pulse query`, a second worker);
+    # when true it never does.
     chdb_keep_open: bool = False
     chdb_lock_timeout_s: float = 60.0
     # While this file exists the sink refuses writes: an outage drill for backpressure and recovery.

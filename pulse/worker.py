@@ -23,6 +23,7 @@ def build_sink(settings: Settings, *, keep_open: bool | None = None) -> ClickHou
     warehouse = Warehouse(
         url,
         keep_open=settings.chdb_keep_open if keep_open is None else keep_open,
+        share_on_request=True,
         lock_timeout_s=settings.chdb_lock_timeout_s,
         password=password,
     )

@@ -1,7 +1,8 @@
 """The one way the project talks to ClickHouse: embedded chDB (`chdb:///path`) or a server (`http[s]://...`).
 
 chDB allows one process at a time per path, so access goes through a lease that holds an exclusive file
-lock next to the data; a worker can give the store back between flushes so `pulse query` or a second
+lock next to the data. A process waiting for the lock says so in a request file beside it; a worker
+holding the store gives it back between two flushes when it sees a request, so `pulse query` or a second
 worker can use it. A server needs no lock and keeps one client.
 """
 from __future__ import annotations
@@ -20,6 +21,8 @@ import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 
 DEFAULT_DATABASE = "pulse"
+REQUEST_POLL_S = 0.2  # how often a holder that shares on request looks for a waiting process
+HAND_OVER_S = 0.15  # how long it then leaves the store to the waiter before leasing it again
 
 
 _USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://).*@", re.DOTALL)  # greedy: up to the last @
@@ -41,11 +44,19 @@ class Warehouse:
     """A leased ClickHouse client for one URL."""
 
     def __init__(self, url: str, *, keep_open: bool = True, lock_timeout_s: float = 60.0,
-                 password: str | None = None) -> None:
+                 password: str | None = None, share_on_request: bool = False) -> None:
         """`password`, when given, is used instead of the one in a server URL: it comes from a file, so that
-        it need not sit in the URL. It is kept only for the connection and shown nowhere."""
+        it need not sit in the URL. It is kept only for the connection and shown nowhere.
+
+        `keep_open=False` gives the embedded store back after every lease (one-off readers). With
+        `share_on_request` it is kept between leases and given back only when another process asks for it:
+        a worker must not reopen chDB for every flush, as each open and close leaves memory behind (about
+        4 MB a cycle in chDB 4.x) and reopening gets slower as parts accumulate."""
         self.url = url
         self.keep_open = keep_open
+        self.share_on_request = share_on_request
+        self._acquired_ns = 0
+        self._watcher: threading.Thread | None = None
         self.lock_timeout_s = lock_timeout_s
         parsed = urlparse(url)
         self.embedded = parsed.scheme == "chdb"
@@ -75,7 +86,7 @@ class Warehouse:
             try:
                 yield self._client  # type: ignore[misc]
             finally:
-                if not self.keep_open:
+                if not self.keep_open and not self.share_on_request:
                     self._release()
 
     def close(self) -> None:
@@ -93,6 +104,9 @@ class Warehouse:
             except BaseException:
                 self._release()
                 raise
+            if self.share_on_request and self._watcher is None:
+                self._watcher = threading.Thread(target=self._give_back_when_asked, name="chdb-share", daemon=True)
+                self._watcher.start()
         else:
             self._client = _server_client(self._parsed, self._password)
 
@@ -105,6 +119,35 @@ class Warehouse:
             os.close(self._lock_fd)
             self._lock_fd = None
 
+    @property
+    def _request_path(self) -> Path:
+        return self.chdb_path.with_name(self.chdb_path.name + ".wanted")
+
+    def _asked_for(self) -> bool:
+        """Has another process asked for the store since this one took it?"""
+        try:
+            return self._request_path.stat().st_mtime_ns > self._acquired_ns
+        except FileNotFoundError:
+            return False
+
+    def _ask_for_store(self) -> None:
+        self._request_path.touch()
+        os.utime(self._request_path)  # touch() leaves the time of an existing file alone on some systems
+
+    def _give_back_when_asked(self) -> None:
+        # Between two leases only: a lease in progress holds the mutex, and this thread never waits for it.
+        while True:
+            time.sleep(REQUEST_POLL_S)
+            if self._client is None or not self._asked_for() or not self._mutex.acquire(blocking=False):
+                continue
+            try:
+                if self._client is not None and self._asked_for():
+                    self._release()
+                    # The waiter polls the lock every 20 ms: keep our own next lease from grabbing it first.
+                    time.sleep(HAND_OVER_S)
+            finally:
+                self._mutex.release()
+
     def _lock_embedded_store(self) -> None:
         lock_path = self.chdb_path.with_name(self.chdb_path.name + ".lock")
         lock_path.parent.mkdir(parents=True, exist_ok=True)
@@ -115,6 +158,7 @@ class Warehouse:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
+                self._ask_for_store()
                 if time.monotonic() >= deadline:
                     os.close(fd)
                     raise StoreBusy(
@@ -123,6 +167,7 @@ class Warehouse:
                     ) from None
                 time.sleep(0.02)
         self._lock_fd = fd
+        self._acquired_ns = time.time_ns()
 
 
 def _check_server_url(url: str, parsed) -> None:  # noqa: ANN001 - urllib's ParseResult
