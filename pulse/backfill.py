@@ -24,7 +24,7 @@ from clickhouse_connect.driver.client import Client
 
 from pulse.progress import Tracker, interactive
 from pulse.settings import Settings
-from sinks.client import Warehouse
+from pulse.store import open_warehouse
 from sinks.schema import migrate
 from sinks.windows import WINDOW_SPECS, WindowSpec, window_bounds
 
@@ -166,9 +166,7 @@ def run_backfill(settings: Settings, options: BackfillOptions) -> dict[str, obje
     specs = resolve_tables(options.tables)
     provinces = resolve_provinces(options.provinces)
     chunks = minute_chunks(options.since, options.until)
-    url, password = settings.clickhouse_connection()
-    warehouse = Warehouse(url, keep_open=settings.chdb_keep_open, lock_timeout_s=settings.chdb_lock_timeout_s,
-                          password=password)
+    warehouse = open_warehouse(settings, keep_open=settings.chdb_keep_open)
     tables = [_Table(spec, warehouse.database, provinces) for spec in specs]
     examples: list[dict] = []
     try:

@@ -336,7 +336,6 @@ def bench(ctx: click.Context, events: int, rate: float, freshness_seconds: float
     click.echo(json.dumps(result))
 
 
-
 @main.command()
 @click.option("--minutes", type=float, default=10.0, show_default=True, help="Length of the load (0.5 = 30 s).")
 @click.option("--rate", type=float, default=2000.0, show_default=True, help="Events per second, steady.")
@@ -378,6 +377,7 @@ def soak(ctx: click.Context, keep: bool, faults: str | None, **options: float | 
     console.print(summary_table(result))
     click.echo(json.dumps(result))
     sys.exit(0 if result["passed"] else 1)
+
 
 def _register_command_groups() -> None:
     from pulse.dashboards.command import dashboards

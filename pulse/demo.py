@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -17,6 +16,7 @@ from pulse.query import render, run_query
 from pulse.settings import DEMO_PII_KEY, STREAM_TOPICS, Settings
 from pulse.simulate import SimulationOptions
 from pulse.simulate import run as simulate
+from pulse.supervise import stop_process
 from pulse.watch import watch
 
 SUMMARY_SQL = """
@@ -32,15 +32,6 @@ def start_worker(settings: Settings) -> subprocess.Popen:
     log = (settings.state_dir / "worker.log").open("ab")
     return subprocess.Popen([sys.executable, "-m", "pulse.cli", "worker"], env=env, stdout=log,
                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-
-
-def stop_process(process: subprocess.Popen, timeout_s: float = 60.0) -> int:
-    process.send_signal(signal.SIGTERM)
-    try:
-        return process.wait(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        return process.wait(timeout=10)
 
 
 def run(settings: Settings, *, duration_s: float, rate: float, speed: float, keep_infra: bool) -> None:

@@ -86,12 +86,17 @@ class KafkaSecurity:
         if bool(self.certfile) != bool(self.keyfile):
             raise KafkaSecurityError("PULSE_KAFKA_SSL_CERTFILE and PULSE_KAFKA_SSL_KEYFILE go together")
 
-    def kafka_python_options(self) -> dict[str, Any]:
-        """Keyword options for KafkaProducer, KafkaConsumer and KafkaAdminClient."""
+    def _common_options(self) -> dict[str, Any]:
+        """Protocol and SASL options, spelt the same by kafka-python and aiokafka."""
         options: dict[str, Any] = {"security_protocol": self.protocol}
         if self.uses_sasl:
             options.update(sasl_mechanism=self.mechanism, sasl_plain_username=self.username,
                            sasl_plain_password=self.password)
+        return options
+
+    def kafka_python_options(self) -> dict[str, Any]:
+        """Keyword options for KafkaProducer, KafkaConsumer and KafkaAdminClient."""
+        options = self._common_options()
         if self.uses_tls:
             options.update({name: value for name, value in (("ssl_cafile", self.cafile),
                                                             ("ssl_certfile", self.certfile),
@@ -100,10 +105,7 @@ class KafkaSecurity:
 
     def aiokafka_options(self) -> dict[str, Any]:
         """Keyword options for aiokafka clients, which take an SSLContext instead of file names."""
-        options: dict[str, Any] = {"security_protocol": self.protocol}
-        if self.uses_sasl:
-            options.update(sasl_mechanism=self.mechanism, sasl_plain_username=self.username,
-                           sasl_plain_password=self.password)
+        options = self._common_options()
         if self.uses_tls:
             options["ssl_context"] = self.ssl_context()
         return options

@@ -10,13 +10,12 @@ from rich.console import Console
 from rich.table import Table
 
 from pulse.settings import Settings
-from sinks.client import Warehouse
+from pulse.store import open_warehouse
 from sinks.schema import migrate
 
 
 def run_query(settings: Settings, sql: str) -> tuple[list[str], list[tuple]]:
-    url, password = settings.clickhouse_connection()
-    warehouse = Warehouse(url, keep_open=False, lock_timeout_s=settings.chdb_lock_timeout_s, password=password)
+    warehouse = open_warehouse(settings, keep_open=False)
     try:
         with warehouse.lease() as client:
             migrate(client, warehouse.database)

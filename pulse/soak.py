@@ -36,6 +36,7 @@ from pulse.bench import IsolatedRun, _truth_totals
 from pulse.kafka_tools import committed_offsets, end_offsets, wait_for_group
 from pulse.settings import STREAM_TOPICS, Settings
 from pulse.simulate import SimulationOptions, build_generator
+from pulse.supervise import stop_process
 from simulators.faults import parse_faults
 from simulators.generate import Emitted
 from simulators.output import make_producer, produce
@@ -389,18 +390,6 @@ class Soak:
         return Counter({reason: int(count) for reason, count in rows})
 
 
-def stop_worker(worker: subprocess.Popen) -> bool:
-    """SIGTERM, bounded wait, then SIGKILL; True when it exited 0 on its own."""
-    if worker.poll() is None:
-        worker.send_signal(signal.SIGTERM)
-    try:
-        return worker.wait(timeout=STOP_TIMEOUT_S) == 0
-    except subprocess.TimeoutExpired:
-        worker.kill()  # its Faust child dies with it (parent-death signal)
-        worker.wait(timeout=10)
-        return False
-
-
 def _interrupt(_signum: int, _frame: object) -> None:
     raise KeyboardInterrupt  # SIGTERM to `pulse soak` cleans up like Ctrl-C
 
@@ -432,7 +421,7 @@ def run(settings: Settings, options: SoakOptions, say: Callable[[str], None] = p
         operator.join(timeout=30)
         soak.end_outage()
         alive_at_end = worker.poll() is None
-        stopped_cleanly = stop_worker(worker) and alive_at_end
+        stopped_cleanly = stop_process(worker, STOP_TIMEOUT_S) == 0 and alive_at_end
         signal.signal(signal.SIGTERM, previous_handler)
     return soak_report(soak, options, events, injected, end_lag, stopped_cleanly)
 

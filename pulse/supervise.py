@@ -32,6 +32,16 @@ def die_with_parent() -> None:
         pass
 
 
+def stop_process(process: subprocess.Popen, timeout_s: float = 60.0) -> int:
+    """SIGTERM, a bounded wait, then SIGKILL; the exit status (negative: the signal that ended it)."""
+    process.send_signal(signal.SIGTERM)  # no-op when it has exited already
+    try:
+        return process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        return process.wait(timeout=10)
+
+
 class Supervisor:
     def __init__(self, command: Sequence[str]) -> None:
         self.command = list(command)

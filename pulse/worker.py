@@ -9,7 +9,7 @@ from prometheus_client import start_http_server
 from pulse import __version__
 from pulse.kafka_security import check_kafka_access, faust_credentials
 from pulse.settings import STREAM_TOPICS, TOPIC_DEADLETTER, TOPIC_WINDOWS, Settings
-from sinks.client import Warehouse
+from pulse.store import open_warehouse
 from sinks.sink import ClickHouseSink
 from streams import metrics
 from streams.app import StreamConfig, create_app
@@ -18,15 +18,8 @@ from streams.pipeline import Pipeline
 log = logging.getLogger(__name__)
 
 
-def build_sink(settings: Settings, *, keep_open: bool | None = None) -> ClickHouseSink:
-    url, password = settings.clickhouse_connection()
-    warehouse = Warehouse(
-        url,
-        keep_open=settings.chdb_keep_open if keep_open is None else keep_open,
-        share_on_request=True,
-        lock_timeout_s=settings.chdb_lock_timeout_s,
-        password=password,
-    )
+def build_sink(settings: Settings) -> ClickHouseSink:
+    warehouse = open_warehouse(settings, keep_open=True, share_on_request=not settings.chdb_keep_open)
     return ClickHouseSink(warehouse, outage_flag=settings.sink_outage_flag)
 
 

@@ -48,10 +48,10 @@ class Warehouse:
         """`password`, when given, is used instead of the one in a server URL: it comes from a file, so that
         it need not sit in the URL. It is kept only for the connection and shown nowhere.
 
-        `keep_open=False` gives the embedded store back after every lease (one-off readers). With
-        `share_on_request` it is kept between leases and given back only when another process asks for it:
-        a worker must not reopen chDB for every flush, as each open and close leaves memory behind (about
-        4 MB a cycle in chDB 4.x) and reopening gets slower as parts accumulate."""
+        `keep_open=False` gives the embedded store back after every lease (one-off readers). A holder that
+        keeps it open can still `share_on_request`: it gives it back, between two leases, when another
+        process asks for it. That is how a worker shares the store: reopening chDB for every flush instead
+        leaves memory behind (about 4 MB a cycle in chDB 4.x) and gets slower as parts accumulate."""
         self.url = url
         self.keep_open = keep_open
         self.share_on_request = share_on_request
@@ -86,7 +86,7 @@ class Warehouse:
             try:
                 yield self._client  # type: ignore[misc]
             finally:
-                if not self.keep_open and not self.share_on_request:
+                if not self.keep_open:
                     self._release()
 
     def close(self) -> None:

@@ -16,7 +16,7 @@ from sinks.client import StoreBusy, Warehouse
 HOLDER = textwrap.dedent("""
     import sys, time
     from sinks.client import Warehouse
-    warehouse = Warehouse(sys.argv[1], keep_open=False, share_on_request=True, lock_timeout_s=30)
+    warehouse = Warehouse(sys.argv[1], keep_open=True, share_on_request=True, lock_timeout_s=30)
     opened, client = 0, None
     deadline = time.monotonic() + float(sys.argv[2])
     while time.monotonic() < deadline:
@@ -48,7 +48,7 @@ def finish(holder: subprocess.Popen) -> str:
 
 
 def test_a_sharing_holder_keeps_the_store_open_between_leases(tmp_path: Path) -> None:
-    warehouse = Warehouse(f"chdb://{tmp_path / 'store'}", keep_open=False, share_on_request=True)
+    warehouse = Warehouse(f"chdb://{tmp_path / 'store'}", keep_open=True, share_on_request=True)
     try:
         with warehouse.lease() as first:
             first.command("SELECT 1")
