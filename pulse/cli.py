@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from datetime import datetime
 from pathlib import Path
 
 import click
@@ -16,7 +17,43 @@ def _settings(ctx: click.Context) -> Settings:
     return ctx.obj if isinstance(ctx.obj, Settings) else get_settings()
 
 
-@click.group()
+# Bad input is a usage error: one line and exit status 2, before anything starts.
+POSITIVE_COUNT = click.IntRange(min=1)
+POSITIVE_NUMBER = click.FloatRange(min=0, min_open=True)
+PORT = click.IntRange(min=0, max=65535)
+
+
+def _check_faults(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    """`--faults KIND=FRACTION,...`, checked when the command line is read (the parser is the simulator's)."""
+    if value is None:
+        return None
+    from simulators.faults import parse_faults
+
+    for part in filter(None, value.split(",")):
+        _kind, _, fraction = part.partition("=")
+        try:
+            float(fraction)
+        except ValueError:
+            raise click.BadParameter(f"{part!r}: write KIND=FRACTION, e.g. duplicate=0.01") from None
+    try:
+        parse_faults(value)
+    except ValueError as error:
+        raise click.BadParameter(str(error)) from None
+    return value
+
+
+def _check_start(_ctx: click.Context, _param: click.Parameter, value: str | None) -> datetime | None:
+    from pulse.simulate import parse_start
+
+    try:
+        return parse_start(value)
+    except ValueError as error:
+        raise click.BadParameter(str(error)) from None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="adoption-pulse", prog_name="pulse",
+                      message="%(prog)s %(version)s")
 @click.option("--kafka-bootstrap", envvar="PULSE_KAFKA_BOOTSTRAP", default=None, help="Kafka bootstrap servers.")
 @click.option("--clickhouse-url", envvar="PULSE_CLICKHOUSE_URL", default=None,
               help="chdb:///path (embedded) or http[s]://user:pass@host:8123/pulse.")
@@ -43,6 +80,7 @@ def infra_group() -> None:
 @click.option("--no-monitoring", is_flag=True, help="Start Kafka only.")
 @click.pass_context
 def infra_up(ctx: click.Context, no_monitoring: bool) -> None:
+    """Start Kafka (KRaft) and, when installed, Prometheus and Alertmanager; create the topics. Idempotent."""
     try:
         for line in infra.up(_settings(ctx), with_monitoring=not no_monitoring):
             click.echo(line)
@@ -54,6 +92,7 @@ def infra_up(ctx: click.Context, no_monitoring: bool) -> None:
 @click.option("--purge", is_flag=True, help="Also delete Kafka logs, metrics and the embedded ClickHouse store.")
 @click.pass_context
 def infra_down(ctx: click.Context, purge: bool) -> None:
+    """Stop what `infra up` started (found through the pid files in the state directory)."""
     for line in infra.down(_settings(ctx), purge=purge):
         click.echo(line)
 
@@ -70,6 +109,7 @@ def infra_fetch() -> None:
 @infra_group.command("status")
 @click.pass_context
 def infra_status(ctx: click.Context) -> None:
+    """Show whether each local service is up, with its address and pid."""
     for line in infra.status(_settings(ctx)):
         click.echo(line)
 
@@ -77,23 +117,25 @@ def infra_status(ctx: click.Context) -> None:
 @main.command()
 @click.option("--scenario", default="default", show_default=True, help="Scenario name or TOML path.")
 @click.option("--seed", type=int, default=None, help="Makes the output byte-for-byte reproducible.")
-@click.option("--events", type=int, default=None, help="Number of events to generate.")
-@click.option("--duration", "duration_s", type=float, default=None, help="Seconds to run (Kafka output).")
-@click.option("--rate", type=float, default=500.0, show_default=True, help="Events per second (wall clock).")
-@click.option("--start", default=None, help="Event-time origin, ISO 8601 with offset, or `now`.")
-@click.option("--speed", type=float, default=1.0, show_default=True, help="Event-time seconds per wall second.")
-@click.option("--faults", default=None, help="e.g. duplicate=0.01,late=0.02,malformed=0.005")
+@click.option("--events", type=POSITIVE_COUNT, default=None, help="Number of events to generate.")
+@click.option("--duration", "duration_s", type=POSITIVE_NUMBER, default=None, help="Seconds to run (Kafka output).")
+@click.option("--rate", type=POSITIVE_NUMBER, default=500.0, show_default=True, help="Events per second (wall clock).")
+@click.option("--start", default=None, callback=_check_start,
+              help="Event-time origin, ISO 8601 with offset, or `now`.")
+@click.option("--speed", type=POSITIVE_NUMBER, default=1.0, show_default=True,
+              help="Event-time seconds per wall second.")
+@click.option("--faults", default=None, callback=_check_faults, help="e.g. duplicate=0.01,late=0.02,malformed=0.005")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Write JSONL instead of producing.")
-@click.option("--metrics-port", type=int, default=6067, show_default=True)
+@click.option("--metrics-port", type=PORT, default=6067, show_default=True, help="Prometheus /metrics port.")
 @click.pass_context
 def simulate(ctx: click.Context, scenario: str, seed: int | None, events: int | None, duration_s: float | None,
-             rate: float, start: str | None, speed: float, faults: str | None, out: Path | None,
+             rate: float, start: datetime | None, speed: float, faults: str | None, out: Path | None,
              metrics_port: int) -> None:
     """Generate the three event streams."""
-    from pulse.simulate import SimulationOptions, parse_start, run
+    from pulse.simulate import SimulationOptions, run
 
     options = SimulationOptions(scenario=scenario, seed=seed, events=events, duration_s=duration_s, rate=rate,
-                                start=parse_start(start), speed=speed, faults=faults, out=out,
+                                start=start, speed=speed, faults=faults, out=out,
                                 metrics_port=None if out else metrics_port)
     try:
         report = run(options, _settings(ctx))
@@ -103,11 +145,17 @@ def simulate(ctx: click.Context, scenario: str, seed: int | None, events: int | 
 
 
 @main.command()
-@click.option("--loglevel", default="warning", show_default=True)
+@click.option("--loglevel", default="warning", show_default=True,
+              type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False), help="Faust log level.")
 @click.option("--no-restart", is_flag=True, help="Run the Faust worker in this process, without a supervisor.")
 @click.pass_context
 def worker(ctx: click.Context, loglevel: str, no_restart: bool) -> None:
-    """Run the stream worker (all agents) until SIGTERM; restarted if it dies."""
+    """Run the stream worker (all agents) until SIGTERM; restarted if it dies.
+
+    The supervisor restarts a dead worker process with backoff, except after exit status 78 (the
+    configuration was refused: Kafka credentials, ClickHouse settings), which it passes on. On SIGTERM it
+    waits up to 25 s for the batch in flight, then kills the worker (compose grants 35 s).
+    """
     from pulse.supervise import EXIT_CONFIG, Supervisor
 
     if no_restart:
@@ -266,10 +314,14 @@ def backfill(ctx: click.Context, tables: tuple[str, ...], since: str, until: str
 
 @main.command()
 @click.argument("sql")
-@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True,
+              help="Output format.")
 @click.pass_context
 def query(ctx: click.Context, sql: str, fmt: str) -> None:
-    """Run SQL on the configured ClickHouse."""
+    """Run read-only SQL on the configured ClickHouse (PULSE_CLICKHOUSE_QUERY_URL, else PULSE_CLICKHOUSE_URL).
+
+    Never creates a store or tables: a missing store, database or table is an error that says so.
+    """
     from pulse.query import render, run_query
 
     try:
@@ -280,7 +332,31 @@ def query(ctx: click.Context, sql: str, fmt: str) -> None:
 
 
 @main.command()
-@click.option("--duration", "duration_s", type=float, default=None, help="Stop after this many seconds.")
+@click.option("--print", "print_only", is_flag=True,
+              help="Print every migration's SQL (for the configured database) instead of applying; connects to nothing.")
+@click.pass_context
+def migrate(ctx: click.Context, print_only: bool) -> None:
+    """Create the ClickHouse database and apply pending schema migrations (idempotent; the worker does it at start)."""
+    from pulse.migrate import migration_script, run_migrate
+    from pulse.settings import ClickHouseSettingsError
+    from sinks.client import StoreBusy, redact_url
+
+    settings = _settings(ctx)
+    try:
+        if print_only:
+            click.echo(migration_script(settings))
+            return
+        applied, database = run_migrate(settings)
+    except (ValueError, StoreBusy, ClickHouseSettingsError) as error:
+        raise click.ClickException(str(error)) from None
+    except Exception as error:  # noqa: BLE001 - a refused or unreachable server is a message, not a traceback
+        raise click.ClickException(f"migrating ClickHouse failed: {str(error).strip().splitlines()[0]}") from None
+    where = f"database {database} at {redact_url(settings.clickhouse_connection()[0])}"
+    click.echo(f"applied {', '.join(applied)} to {where}" if applied else f"{where} is up to date")
+
+
+@main.command()
+@click.option("--duration", "duration_s", type=POSITIVE_NUMBER, default=None, help="Stop after this many seconds.")
 @click.pass_context
 def watch(ctx: click.Context, duration_s: float | None) -> None:
     """Live terminal view of current-window adoption per province."""
@@ -290,9 +366,10 @@ def watch(ctx: click.Context, duration_s: float | None) -> None:
 
 
 @main.command()
-@click.option("--duration", "duration_s", type=float, default=60.0, show_default=True)
-@click.option("--rate", type=float, default=400.0, show_default=True)
-@click.option("--speed", type=float, default=60.0, show_default=True, help="Event-time speed-up.")
+@click.option("--duration", "duration_s", type=POSITIVE_NUMBER, default=60.0, show_default=True,
+              help="Seconds of simulated load.")
+@click.option("--rate", type=POSITIVE_NUMBER, default=400.0, show_default=True, help="Events per second.")
+@click.option("--speed", type=POSITIVE_NUMBER, default=60.0, show_default=True, help="Event-time speed-up.")
 @click.option("--keep-infra", is_flag=True, help="Leave Kafka running afterwards.")
 @click.pass_context
 def demo(ctx: click.Context, duration_s: float, rate: float, speed: float, keep_infra: bool) -> None:
@@ -306,9 +383,12 @@ def demo(ctx: click.Context, duration_s: float, rate: float, speed: float, keep_
 
 
 @main.command()
-@click.option("--events", type=int, default=1_000_000, show_default=True, help="Events for the throughput run.")
-@click.option("--rate", type=float, default=5000.0, show_default=True, help="Steady rate for the freshness run.")
-@click.option("--freshness-seconds", type=float, default=20.0, show_default=True)
+@click.option("--events", type=POSITIVE_COUNT, default=1_000_000, show_default=True,
+              help="Events for the throughput run.")
+@click.option("--rate", type=POSITIVE_NUMBER, default=5000.0, show_default=True,
+              help="Steady rate for the freshness run.")
+@click.option("--freshness-seconds", type=POSITIVE_NUMBER, default=20.0, show_default=True,
+              help="Length of the freshness run.")
 @click.option("--keep", is_flag=True, help="Keep the bench's ClickHouse store under .pulse/bench/.")
 @click.pass_context
 def bench(ctx: click.Context, events: int, rate: float, freshness_seconds: float, keep: bool) -> None:
@@ -337,11 +417,12 @@ def bench(ctx: click.Context, events: int, rate: float, freshness_seconds: float
 
 
 @main.command()
-@click.option("--minutes", type=float, default=10.0, show_default=True, help="Length of the load (0.5 = 30 s).")
-@click.option("--rate", type=float, default=2000.0, show_default=True, help="Events per second, steady.")
+@click.option("--minutes", type=POSITIVE_NUMBER, default=10.0, show_default=True,
+              help="Length of the load (0.5 = 30 s).")
+@click.option("--rate", type=POSITIVE_NUMBER, default=2000.0, show_default=True, help="Events per second, steady.")
 @click.option("--seed", type=int, default=None, help="Simulator seed (the events and faults sent).")
 @click.option("--sample-s", type=float, default=5.0, show_default=True, help="Seconds between RSS/lag samples.")
-@click.option("--faults", default=None,
+@click.option("--faults", default=None, callback=_check_faults,
               help="Simulator faults, kinds duplicate, late, out_of_order, too_late, malformed [default: all five].")
 @click.option("--kill-every-s", type=float, default=600.0, show_default=True,
               help="SIGKILL the worker's Faust process this often (at least once).")
@@ -355,7 +436,8 @@ def bench(ctx: click.Context, events: int, rate: float, freshness_seconds: float
               help="Largest RSS growth over the run, from the fitted trend, that still passes.")
 @click.option("--max-lag", type=int, default=None,
               help="Largest consumer lag that passes [default: two minutes of --rate].")
-@click.option("--drain-timeout-s", type=float, default=180.0, show_default=True)
+@click.option("--drain-timeout-s", type=float, default=180.0, show_default=True,
+              help="Longest wait for the worker to catch up after the load stops.")
 @click.option("--keep", is_flag=True, help="Keep the soak's state (store, worker log) after a pass too.")
 @click.pass_context
 def soak(ctx: click.Context, keep: bool, faults: str | None, **options: float | int | None) -> None:

@@ -17,6 +17,9 @@ from pulse.kafka_security import kafka_options
 from pulse.settings import ALL_TOPICS, TOPIC_WINDOWS, Settings, project_root
 
 KAFKA_VERSION = "3.9.1"
+# The broker's pom, properties template and log4j config ship inside the package (package data), so an
+# installed `pulse infra` finds them as a checkout does.
+KAFKA_FILES = Path(__file__).resolve().parent / "kafka_broker"
 START_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 30.0
 
@@ -145,7 +148,7 @@ def ensure_kafka_jars() -> Path:
             raise InfraError(f"`{tool}` is not on PATH: Kafka needs Java 17+ and Maven to fetch its jars "
                              "(Debian: apt-get install openjdk-17-jre-headless maven)")
     libs.mkdir(parents=True, exist_ok=True)
-    pom = project_root() / "deploy" / "kafka" / "pom.xml"
+    pom = KAFKA_FILES / "pom.xml"
     result = subprocess.run(
         ["mvn", "-q", "-B", "-f", str(pom), "dependency:copy-dependencies", f"-DoutputDirectory={libs}"],
         capture_output=True, text=True, timeout=900,
@@ -165,15 +168,14 @@ def kafka_service(settings: Settings, *, extra_properties: Mapping[str, str] | N
     home = settings.state_dir / "kafka"
     data = home / "data"
     config = home / "server.properties"
-    deploy = project_root() / "deploy" / "kafka"
 
     def java(*args: str) -> list[str]:
         return ["java", "-Xms256m", "-Xmx512m", "-XX:+UseSerialGC",
-                f"-Dlog4j.configuration=file:{deploy / 'log4j.properties'}",
+                f"-Dlog4j.configuration=file:{KAFKA_FILES / 'log4j.properties'}",
                 "-cp", f"{ensure_kafka_jars()}/*", *args]
 
     def prepare() -> None:
-        template = (deploy / "server.properties.template").read_text()
+        template = (KAFKA_FILES / "server.properties.template").read_text()
         properties = template.format(port=port, controller_port=port + 1000, log_dir=data,
                                      partitions=settings.topic_partitions)
         overrides = "".join(f"{key}={value}\n" for key, value in (extra_properties or {}).items())

@@ -1,4 +1,10 @@
-"""`pulse query`: run SQL on the configured ClickHouse and print it as a table, JSON or CSV."""
+"""`pulse query`: run SQL on the configured ClickHouse and print it as a table, JSON or CSV.
+
+It only ever reads: it runs no migration, creates no embedded store, and sends every statement with
+`readonly = 1` (unless the ClickHouse user is read-only already), so DDL and INSERT are refused by
+ClickHouse itself. A store, database or table that does not exist is named in the error, since an empty
+answer from a mistyped PULSE_CLICKHOUSE_URL would look like "no data".
+"""
 from __future__ import annotations
 
 import csv
@@ -6,23 +12,71 @@ import io
 from datetime import date, datetime
 
 import orjson
+from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.exceptions import DatabaseError
 from rich.console import Console
 from rich.table import Table
 
 from pulse.settings import Settings
-from pulse.store import open_warehouse
-from sinks.schema import migrate
+from sinks.client import Warehouse, redact_url
+
+# ClickHouse error codes worth a sentence of their own.
+UNKNOWN_TABLE = 60
+UNKNOWN_DATABASE = 81
+READONLY = 164
+
+
+class QueryRefused(RuntimeError):
+    """The query cannot run here: no store, no database or table, or a statement that would write."""
 
 
 def run_query(settings: Settings, sql: str) -> tuple[list[str], list[tuple]]:
-    warehouse = open_warehouse(settings, keep_open=False)
+    url, password = settings.query_connection()
+    warehouse = Warehouse(url, keep_open=False, lock_timeout_s=settings.chdb_lock_timeout_s, password=password)
+    if warehouse.embedded:
+        _require_embedded_store(warehouse)
     try:
         with warehouse.lease() as client:
-            migrate(client, warehouse.database)
-            result = client.query(sql)
+            result = client.query(sql, settings=_read_only(client))
             return list(result.column_names), list(result.result_rows)
+    except DatabaseError as error:
+        raise _explained(error, warehouse) from None
     finally:
         warehouse.close()
+
+
+def _require_embedded_store(warehouse: Warehouse) -> None:
+    # chDB creates an empty store wherever it is opened; a query must not be the thing that creates one.
+    if not (warehouse.chdb_path / "metadata").is_dir():
+        raise QueryRefused(f"no ClickHouse store at {warehouse.chdb_path} (from PULSE_CLICKHOUSE_URL, default "
+                           "chdb://<state dir>/clickhouse): check PULSE_CLICKHOUSE_URL / PULSE_STATE_DIR, or "
+                           "create it with `pulse migrate` or a worker")
+
+
+def _read_only(client: Client) -> dict[str, int]:
+    """`readonly = 1` for this query, unless the user is read-only already (it may not change the setting)."""
+    current = client.server_settings.get("readonly")
+    return {} if current is not None and current.value != "0" else {"readonly": 1}
+
+
+def _explained(error: DatabaseError, warehouse: Warehouse) -> Exception:
+    where = redact_url(warehouse.url)
+    text = str(error)
+    if f"Code: {UNKNOWN_DATABASE}." in text:
+        return QueryRefused(f"{_first_line(text)}: not in the ClickHouse at {where} (PULSE_CLICKHOUSE_URL); "
+                            "run `pulse migrate` to create the schema, or check the URL")
+    if f"Code: {UNKNOWN_TABLE}." in text:
+        return QueryRefused(f"{_first_line(text)}: no such table in the ClickHouse at {where} "
+                            "(PULSE_CLICKHOUSE_URL); run `pulse migrate` if the schema is missing")
+    if f"Code: {READONLY}." in text:
+        return QueryRefused("pulse query only reads: ClickHouse refused a statement that writes, changes the "
+                            "schema or changes settings (use `pulse migrate` for the schema)")
+    return QueryRefused(_first_line(text))
+
+
+def _first_line(text: str) -> str:
+    lines = text.strip().splitlines()
+    return lines[0] if lines else "ClickHouse error"
 
 
 def _plain(value: object) -> object:

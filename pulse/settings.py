@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     # Password for a ClickHouse server URL, kept out of the URL (and so out of process listings and
     # compose files): a mounted secret, for instance. See clickhouse_connection().
     clickhouse_password_file: Path | None = None
+    # What `pulse query` reads through, when set: a read-only user's URL, password included (compose sets the
+    # reader's). Empty: PULSE_CLICKHOUSE_URL. Either way every query runs with readonly = 1.
+    clickhouse_query_url: str = Field(default="", repr=False)
     pii_key: SecretStr | None = None
     # Kafka security, turned into client options by pulse/kafka_security.py. There are deliberately no
     # CLI flags for these: a password on a command line is visible to every user of the machine.
@@ -110,6 +113,10 @@ class Settings(BaseSettings):
             return url, read_secret_file(self.clickhouse_password_file)
         except OSError as error:  # strerror only: the message must not quote the file
             raise ClickHouseSettingsError(f"PULSE_CLICKHOUSE_PASSWORD_FILE cannot be read: {error.strerror}") from None
+
+    def query_connection(self) -> tuple[str, str | None]:
+        """What `pulse query` connects with: PULSE_CLICKHOUSE_QUERY_URL when set, else clickhouse_connection()."""
+        return (self.clickhouse_query_url, None) if self.clickhouse_query_url else self.clickhouse_connection()
 
     def require_pii_key(self) -> bytes:
         if self.pii_key is None:

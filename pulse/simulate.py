@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import random
-import sys
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -82,7 +81,10 @@ def parse_start(text: str | None) -> datetime | None:
         return None
     if text == "now":
         return datetime.now(timezone.utc)
-    moment = datetime.fromisoformat(text)
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not an ISO 8601 time (e.g. 2026-01-05T07:00:00+07:00) or `now`") from None
     if moment.tzinfo is None:
-        sys.exit(f"--start {text!r} needs a UTC offset, e.g. 2026-01-05T07:00:00+07:00")
+        raise ValueError(f"{text!r} needs a UTC offset, e.g. 2026-01-05T07:00:00+07:00")
     return moment

@@ -18,7 +18,9 @@ log = logging.getLogger(__name__)
 
 RESTART_BACKOFF_S = (1.0, 2.0, 5.0, 10.0, 30.0)
 STABLE_AFTER_S = 60.0  # a child that ran this long resets the backoff
-STOP_GRACE_S = 60.0
+# How long a stopping worker may take to finish its batch before it is killed (safe: progress is stored
+# with the data). Below compose's stop_grace_period (35 s), so Docker never kills the supervisor first.
+STOP_GRACE_S = 25.0
 # EX_CONFIG from sysexits.h: the child cannot work with this configuration (say, Kafka refused the
 # credentials); a restart would only repeat the refusal, so the supervisor exits with it instead.
 EXIT_CONFIG = 78

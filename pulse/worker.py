@@ -8,6 +8,7 @@ from prometheus_client import start_http_server
 
 from pulse import __version__
 from pulse.kafka_security import check_kafka_access, faust_credentials
+from pulse.migrate import apply_migrations
 from pulse.settings import STREAM_TOPICS, TOPIC_DEADLETTER, TOPIC_WINDOWS, Settings
 from pulse.store import open_warehouse
 from sinks.sink import ClickHouseSink
@@ -56,9 +57,12 @@ def run(settings: Settings, loglevel: str = "warning") -> None:
     start_http_server(settings.metrics_port, addr=settings.metrics_host)
     metrics.BUILD_INFO.info({"version": __version__})
     sink = build_sink(settings)
-    app = create_app(stream_config(settings), build_pipeline(settings, sink))
-    worker = faust.Worker(app, loglevel=loglevel, quiet=True, override_logging=False)
     try:
-        worker.execute_from_commandline()
+        # At start, not at the first flush: dashboards and `pulse query` find the tables before any event.
+        applied = apply_migrations(sink.warehouse)
+        if applied:
+            log.info("applied migrations: %s", ", ".join(applied))
+        app = create_app(stream_config(settings), build_pipeline(settings, sink))
+        faust.Worker(app, loglevel=loglevel, quiet=True, override_logging=False).execute_from_commandline()
     finally:
         sink.close()

@@ -23,21 +23,34 @@ def _statements(sql: str) -> list[str]:
     return [part.strip() for part in _STATEMENT_END.split("\n".join(lines)) if part.strip()]
 
 
-def migrate(client: Client, database: str) -> list[str]:
-    """Create the database and apply pending migrations; returns the names of those applied now."""
-    client.command(f"CREATE DATABASE IF NOT EXISTS {database}")
-    client.command(
+def bootstrap_statements(database: str) -> list[str]:
+    """The database and the ledger of applied migrations, created before any migration runs."""
+    return [
+        f"CREATE DATABASE IF NOT EXISTS {database}",
         f"CREATE TABLE IF NOT EXISTS {database}.schema_migrations "
         "(version UInt32, name String, applied_at DateTime DEFAULT now()) "
-        "ENGINE = ReplacingMergeTree ORDER BY version"
-    )
+        "ENGINE = ReplacingMergeTree ORDER BY version",
+    ]
+
+
+def migration_statements(database: str) -> list[tuple[int, str, list[str]]]:
+    """(number, file name, statements) of every migration, rendered for `database`, in order."""
+    return [(number, path.name, [statement.replace("{db}", database)
+                                 for statement in _statements(path.read_text(encoding="utf-8"))])
+            for number, path in migration_files()]
+
+
+def migrate(client: Client, database: str) -> list[str]:
+    """Create the database and apply pending migrations; returns the names of those applied now."""
+    for statement in bootstrap_statements(database):
+        client.command(statement)
     applied = {row[0] for row in client.query(f"SELECT version FROM {database}.schema_migrations FINAL").result_rows}
     newly_applied = []
-    for number, path in migration_files():
+    for number, name, statements in migration_statements(database):
         if number in applied:
             continue
-        for statement in _statements(path.read_text(encoding="utf-8")):
-            client.command(statement.replace("{db}", database))
-        client.insert(f"{database}.schema_migrations", [[number, path.name]], column_names=["version", "name"])
-        newly_applied.append(path.name)
+        for statement in statements:
+            client.command(statement)
+        client.insert(f"{database}.schema_migrations", [[number, name]], column_names=["version", "name"])
+        newly_applied.append(name)
     return newly_applied

@@ -10,7 +10,9 @@ from pulse.settings import project_root
 
 
 def default_out_dir() -> Path:
-    return project_root() / "deploy" / "grafana" / "dashboards"
+    """deploy/grafana/dashboards in a checkout (what compose provisions), else ./grafana-dashboards."""
+    provisioned = project_root() / "deploy" / "grafana"
+    return provisioned / "dashboards" if provisioned.is_dir() else Path.cwd() / "grafana-dashboards"
 
 
 def build_all() -> dict[str, JSON]:

@@ -17,7 +17,8 @@ def dashboards() -> None:
 
 @dashboards.command("build")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Directory for <uid>.json (default: deploy/grafana/dashboards).")
+              help="Directory for <uid>.json [default: deploy/grafana/dashboards in a checkout, "
+                   "else ./grafana-dashboards].")
 def build_command(out_dir: Path | None) -> None:
     """Write every dashboard's JSON."""
     for path in write_all(out_dir or default_out_dir()):

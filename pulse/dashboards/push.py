@@ -1,16 +1,25 @@
-"""Push the dashboards to a Grafana through its HTTP API (a service-account token), into one folder."""
+"""Push the dashboards to a Grafana through its HTTP API (a service-account token), into one folder.
+
+grafana-client is an optional extra (`adoption-pulse[grafana]`) imported only here, when a push runs: it
+brings urllib3-future, which takes urllib3's place for every HTTP client in the environment.
+"""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
-
-from grafana_client import GrafanaApi
-from grafana_client.client import GrafanaException
 
 from pulse.dashboards.build import build_all
 from pulse.dashboards.model import JSON
 
+if TYPE_CHECKING:
+    from grafana_client import GrafanaApi
+    from grafana_client.client import GrafanaException
+
 DEFAULT_FOLDER = "Adoption pulse"
+MISSING_EXTRA = ("`pulse dashboards push` needs grafana-client, which the default install leaves out: "
+                 "pip install 'adoption-pulse[grafana]'")
 
 
 class GrafanaPushError(RuntimeError):
@@ -36,11 +45,21 @@ def redact(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
+def _grafana_client() -> tuple[type[GrafanaApi], type[GrafanaException]]:
+    try:
+        from grafana_client import GrafanaApi
+        from grafana_client.client import GrafanaException
+    except ImportError:
+        raise GrafanaPushError(0, MISSING_EXTRA) from None
+    return GrafanaApi, GrafanaException
+
+
 def _api(url: str, token: str, timeout_s: float) -> GrafanaApi:
     if not token:
         raise GrafanaPushError(401, "no Grafana token given (use --token or GRAFANA_TOKEN)")
+    grafana_api, _ = _grafana_client()
     # grafana-client joins the path prefix and "api" without a separator: "/grafana" must become "/grafana/".
-    return GrafanaApi.from_url(url.rstrip("/") + "/", credential=token, timeout=timeout_s)
+    return grafana_api.from_url(url.rstrip("/") + "/", credential=token, timeout=timeout_s)
 
 
 def _error(exc: GrafanaException, url: str, what: str) -> GrafanaPushError:
@@ -57,6 +76,13 @@ def _error(exc: GrafanaException, url: str, what: str) -> GrafanaPushError:
     else:
         message = f"Grafana at {where} answered HTTP {status} while {what}: {exc.message}"
     return GrafanaPushError(status, message)
+
+
+def _unreachable(exc: OSError, url: str, what: str) -> GrafanaPushError:
+    """No answer at all (refused, no route, DNS, timeout): one line, without the HTTP library's retry story."""
+    errno_text = re.search(r"\[Errno -?\d+\] ([^'\")]+)", str(exc))
+    reason = errno_text.group(1).strip() if errno_text else type(exc).__name__
+    return GrafanaPushError(0, f"cannot reach Grafana at {redact(url)} while {what}: {reason}")
 
 
 def _folder_uid(api: GrafanaApi, title: str) -> str:
@@ -77,10 +103,13 @@ def push(
 ) -> list[Pushed]:
     """Find or create the folder, then post every dashboard into it; GrafanaPushError on any refusal."""
     api = _api(url, token, timeout_s)
+    _, grafana_exception = _grafana_client()
     try:
         folder_uid = _folder_uid(api, folder)
-    except GrafanaException as exc:
+    except grafana_exception as exc:
         raise _error(exc, url, f"finding or creating folder {folder!r}") from None
+    except OSError as exc:  # the HTTP library's connection errors are OSErrors
+        raise _unreachable(exc, url, f"finding or creating folder {folder!r}") from None
     pushed = []
     for uid, board in build_all().items():
         # id None: Grafana matches on uid, so the same JSON works on any instance.
@@ -88,10 +117,12 @@ def push(
                          "message": "pulse dashboards push"}
         try:
             answer = api.dashboard.update_dashboard(payload) or {}
-        except GrafanaException as exc:
+        except grafana_exception as exc:
             if exc.status_code == 412 and not overwrite:
                 raise GrafanaPushError(412, f"dashboard {uid} already exists in Grafana at {redact(url)} "
                                             "and overwriting was turned off") from None
             raise _error(exc, url, f"saving dashboard {uid}") from None
+        except OSError as exc:
+            raise _unreachable(exc, url, f"saving dashboard {uid}") from None
         pushed.append(Pushed(uid, str(answer.get("url", "")), answer.get("version")))
     return pushed

@@ -544,8 +544,8 @@ def test_kafka_init_script_runs(services, tmp_path):
 
 
 def test_kafka_mirrors_the_local_broker_config(services):
-    """The compose broker behaves like the one `pulse infra up` runs (deploy/kafka/server.properties.template)."""
-    template = (REPO / "deploy/kafka/server.properties.template").read_text(encoding="utf-8")
+    """The compose broker behaves like the one `pulse infra up` runs (pulse/kafka_broker/server.properties.template)."""
+    template = (REPO / "pulse/kafka_broker/server.properties.template").read_text(encoding="utf-8")
     local = dict(
         line.split("=", 1) for line in template.splitlines() if "=" in line and not line.startswith("#")
     )
@@ -558,7 +558,7 @@ def test_kafka_mirrors_the_local_broker_config(services):
             env_key = "KAFKA_" + key.upper().replace(".", "_")
             assert env.get(env_key) == local[key].strip(), f"kafka: {env_key} should be {local[key].strip()}"
             compared += 1
-    assert compared >= 6, "deploy/kafka/server.properties.template lost the settings compared here"
+    assert compared >= 6, "pulse/kafka_broker/server.properties.template lost the settings compared here"
 
 
 def test_grafana_service(services):
