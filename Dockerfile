@@ -5,7 +5,8 @@
 # The build stage has a compiler in case a dependency has no wheel for the platform;
 # the runtime stage only receives the finished virtual environment.
 
-ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+# An exact tag (patch release and Debian release); the Python dependencies are pinned by deploy/constraints.txt.
+ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS build
 
@@ -23,8 +24,12 @@ ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 # .dockerignore keeps local state (.pulse/, .env, caches, tests) out of the context.
 COPY . .
-RUN pip install --upgrade pip setuptools wheel \
-    && pip install . \
+# Everything from the lock (deploy/constraints.txt, checked against pyproject.toml by the tests): the build
+# tools first, then the package, built by those pinned tools (no isolated build environment).
+RUN pip install -c deploy/constraints.txt pip setuptools wheel \
+    && pip install --no-build-isolation -c deploy/constraints.txt . \
+    && pip check \
+    && pulse --version \
     && pulse --help > /dev/null
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from datetime import date, datetime
 
 import orjson
@@ -34,7 +35,7 @@ def run_query(settings: Settings, sql: str) -> tuple[list[str], list[tuple]]:
     url, password = settings.query_connection()
     warehouse = Warehouse(url, keep_open=False, lock_timeout_s=settings.chdb_lock_timeout_s, password=password)
     if warehouse.embedded:
-        _require_embedded_store(warehouse)
+        _require_embedded_store(warehouse, url_was_set=bool(settings.clickhouse_query_url or settings.clickhouse_url))
     try:
         with warehouse.lease() as client:
             result = client.query(sql, settings=_read_only(client))
@@ -45,12 +46,14 @@ def run_query(settings: Settings, sql: str) -> tuple[list[str], list[tuple]]:
         warehouse.close()
 
 
-def _require_embedded_store(warehouse: Warehouse) -> None:
+def _require_embedded_store(warehouse: Warehouse, *, url_was_set: bool) -> None:
     # chDB creates an empty store wherever it is opened; a query must not be the thing that creates one.
-    if not (warehouse.chdb_path / "metadata").is_dir():
-        raise QueryRefused(f"no ClickHouse store at {warehouse.chdb_path} (from PULSE_CLICKHOUSE_URL, default "
-                           "chdb://<state dir>/clickhouse): check PULSE_CLICKHOUSE_URL / PULSE_STATE_DIR, or "
-                           "create it with `pulse migrate` or a worker")
+    if (warehouse.chdb_path / "metadata").is_dir():
+        return
+    source = (f"PULSE_CLICKHOUSE_URL is {warehouse.url}" if url_was_set
+              else "PULSE_CLICKHOUSE_URL is unset, so chdb://<PULSE_STATE_DIR>/clickhouse")
+    raise QueryRefused(f"no ClickHouse store at {warehouse.chdb_path} ({source}): check the URL, or create "
+                       "the store with `pulse migrate` or a worker")
 
 
 def _read_only(client: Client) -> dict[str, int]:
@@ -60,18 +63,25 @@ def _read_only(client: Client) -> dict[str, int]:
 
 
 def _explained(error: DatabaseError, warehouse: Warehouse) -> Exception:
-    where = redact_url(warehouse.url)
+    where = f"the ClickHouse at {redact_url(warehouse.url)}"
     text = str(error)
     if f"Code: {UNKNOWN_DATABASE}." in text:
-        return QueryRefused(f"{_first_line(text)}: not in the ClickHouse at {where} (PULSE_CLICKHOUSE_URL); "
-                            "run `pulse migrate` to create the schema, or check the URL")
+        name = _quoted(r"Database `?([^`\s]+?)`? does", text)
+        return QueryRefused(f"database {name} does not exist in {where} (PULSE_CLICKHOUSE_URL): check the URL, "
+                            "or create the schema with `pulse migrate`")
     if f"Code: {UNKNOWN_TABLE}." in text:
-        return QueryRefused(f"{_first_line(text)}: no such table in the ClickHouse at {where} "
-                            "(PULSE_CLICKHOUSE_URL); run `pulse migrate` if the schema is missing")
+        name = _quoted(r"(?:identifier '([^']+)'|Table `?([^`\s]+?)`? does)", text)
+        return QueryRefused(f"table {name} does not exist in {where} (PULSE_CLICKHOUSE_URL): check the name, "
+                            "or create the schema with `pulse migrate`")
     if f"Code: {READONLY}." in text:
         return QueryRefused("pulse query only reads: ClickHouse refused a statement that writes, changes the "
-                            "schema or changes settings (use `pulse migrate` for the schema)")
+                            "schema or changes settings (the schema is `pulse migrate`'s job)")
     return QueryRefused(_first_line(text))
+
+
+def _quoted(pattern: str, text: str) -> str:
+    found = re.search(pattern, text)
+    return next((group for group in found.groups() if group), "?") if found else "?"
 
 
 def _first_line(text: str) -> str:

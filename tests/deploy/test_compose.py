@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import xml.etree.ElementTree as ET
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -24,11 +25,16 @@ PROM_COMPOSE = REPO / "deploy" / "prometheus" / "prometheus.compose.yml"
 PROVISIONING = REPO / "deploy" / "grafana" / "provisioning"
 DATASOURCES = PROVISIONING / "datasources" / "datasources.yml"
 DASHBOARD_PROVIDERS = PROVISIONING / "dashboards" / "dashboards.yml"
+READER_USERS = REPO / "deploy" / "clickhouse" / "users.d" / "pulse-reader.xml"
+# the read-only ClickHouse user; its name is fixed by the users.d file (an XML element name cannot come from
+# the environment), its password comes from .env
+READER_USER = "pulse_reader"
 
 EXPECTED_SERVICES = {
     "kafka",
     "kafka-init",
     "clickhouse",
+    "migrate",
     "grafana",
     "prometheus",
     "alertmanager",
@@ -269,10 +275,20 @@ def test_every_image_is_pinned(services):
         assert "$" not in image, f"{name}: image {image!r} depends on the environment"
 
 
+def test_every_image_tag_is_an_exact_version(services):
+    """A tag such as `25.8` or `3.11-slim` moves under you; an exact release (or a digest) does not."""
+    for name, svc in services.items():
+        image = svc["image"]
+        if "@sha256:" in image:
+            continue
+        tag = image.rsplit("/", 1)[-1].split(":", 1)[1]
+        assert re.fullmatch(r"v?\d+\.\d+\.\d+(\.\d+)?", tag), f"{name}: image {image!r} is not an exact version"
+
+
 def test_third_party_images(services):
     assert services["kafka"]["image"] == "apache/kafka:3.9.1"
     assert services["kafka-init"]["image"] == services["kafka"]["image"]
-    assert services["clickhouse"]["image"].startswith("clickhouse/clickhouse-server:")
+    assert re.fullmatch(r"clickhouse/clickhouse-server:25\.8\.\d+\.\d+", services["clickhouse"]["image"])
     assert re.fullmatch(r"grafana/grafana:12\.\d+\.\d+", services["grafana"]["image"])
     assert services["prometheus"]["image"].startswith("prom/prometheus:v")
     assert services["alertmanager"]["image"].startswith("prom/alertmanager:v")
@@ -407,7 +423,7 @@ def test_no_literal_passwords_in_compose(compose, services):
         for m in re.finditer(r"://([^/@\s]*):([^/@\s]*)@", s):
             user, password = m.groups()
             assert PURE_INTERPOLATION.match(password), f"URL with a literal password: {s!r}"
-            assert PURE_INTERPOLATION.match(user), f"URL with a literal user: {s!r}"
+            assert PURE_INTERPOLATION.match(user) or user == READER_USER, f"URL with a literal user: {s!r}"
 
 
 def test_secret_variables_are_required_without_defaults(compose):
@@ -421,7 +437,7 @@ def test_secret_variables_are_required_without_defaults(compose):
 def test_secrets_come_only_from_dot_env(compose, services):
     gitignore = (REPO / ".gitignore").read_text(encoding="utf-8").split()
     assert ".env" in gitignore or "/.env" in gitignore, ".env must be git-ignored"
-    for name in ("worker", "simulator"):
+    for name in ("worker", "simulator", "migrate"):
         env_file = services[name].get("env_file")
         env_file = [env_file] if isinstance(env_file, str) else env_file
         assert env_file == [".env"], f"{name}: env_file should be .env"
@@ -430,6 +446,7 @@ def test_secrets_come_only_from_dot_env(compose, services):
     ch = environment_of(services["clickhouse"])
     assert re.fullmatch(r"\$\{CLICKHOUSE_USER:\?[^}]+\}", ch["CLICKHOUSE_USER"])
     assert re.fullmatch(r"\$\{CLICKHOUSE_PASSWORD:\?[^}]+\}", ch["CLICKHOUSE_PASSWORD"])
+    assert re.fullmatch(r"\$\{CLICKHOUSE_READER_PASSWORD:\?[^}]+\}", ch["CLICKHOUSE_READER_PASSWORD"])
     assert ch["CLICKHOUSE_DB"] == "pulse"
 
 
@@ -445,6 +462,10 @@ def test_compose_refuses_empty_env_and_resolves_a_filled_one(compose, services, 
     url = urlsplit(interpolate(environment_of(services["worker"])["PULSE_CLICKHOUSE_URL"], filled))
     assert (url.scheme, url.hostname, url.port, url.path) == ("http", "clickhouse", 8123, "/pulse")
     assert (url.username, url.password) == (filled["CLICKHOUSE_USER"], filled["CLICKHOUSE_PASSWORD"])
+    reader = urlsplit(interpolate(environment_of(services["worker"])["PULSE_CLICKHOUSE_QUERY_URL"], filled))
+    assert (reader.scheme, reader.hostname, reader.port, reader.path) == ("http", "clickhouse", 8123, "/pulse")
+    assert (reader.username, reader.password) == (READER_USER, filled["CLICKHOUSE_READER_PASSWORD"])
+    assert filled["CLICKHOUSE_READER_PASSWORD"] != filled["CLICKHOUSE_PASSWORD"]
     for name in ("worker", "simulator"):
         env = environment_of(services[name])
         assert interpolate(env["PULSE_KAFKA_BOOTSTRAP"], filled) == "kafka:9092"
@@ -494,6 +515,34 @@ def test_dependencies(services):
     assert condition("worker", "kafka-init") == "service_completed_successfully"
     assert condition("worker", "clickhouse") == "service_healthy"
     assert condition("simulator", "kafka-init") == "service_completed_successfully"
+    # the schema exists before the worker stores anything and before Grafana asks for a table
+    assert condition("migrate", "clickhouse") == "service_healthy"
+    assert condition("worker", "migrate") == "service_completed_successfully"
+    assert condition("grafana", "migrate") == "service_completed_successfully"
+
+
+def test_migrate_is_a_one_shot_pulse_migrate_as_the_writing_user(services):
+    migrate = services["migrate"]
+    assert migrate["command"] == ["migrate"]
+    assert migrate["image"] == services["worker"]["image"]
+    assert str(migrate.get("restart")) == "no", "a finished migration must not be restarted"
+    env = environment_of(migrate)
+    assert env["PULSE_CLICKHOUSE_URL"] == environment_of(services["worker"])["PULSE_CLICKHOUSE_URL"]
+    assert "${CLICKHOUSE_USER:?" in env["PULSE_CLICKHOUSE_URL"]
+
+
+def test_restarts_have_one_layer_and_end(services):
+    """The worker's supervisor restarts crashes and exits only when stopped or refused (78): Docker restarts
+    the container only on failure and a bounded number of times, so exit 78 cannot loop for ever."""
+    from pulse.supervise import STOP_GRACE_S
+
+    worker = services["worker"]
+    assert worker["command"] == ["worker"], "the worker runs under its own supervisor (no --no-restart)"
+    match = re.fullmatch(r"on-failure:(\d+)", str(worker.get("restart")))
+    assert match and 1 <= int(match.group(1)) <= 5, f"worker restart {worker.get('restart')!r}"
+    grace = re.fullmatch(r"(\d+)s", str(worker["stop_grace_period"]))
+    assert grace and int(grace.group(1)) >= STOP_GRACE_S + 5, "Docker would SIGKILL a supervisor still waiting"
+    assert worker.get("init") is True
 
 
 def test_kafka_is_a_single_kraft_node(services):
@@ -563,7 +612,10 @@ def test_kafka_mirrors_the_local_broker_config(services):
 
 def test_grafana_service(services):
     env = environment_of(services["grafana"])
-    assert "grafana-clickhouse-datasource" in env["GF_PLUGINS_PREINSTALL_SYNC"].split(",")
+    plugins = dict(item.split("@", 1) for item in env["GF_PLUGINS_PREINSTALL_SYNC"].split(","))
+    assert re.fullmatch(r"\d+\.\d+\.\d+", plugins["grafana-clickhouse-datasource"]), "plugin version not pinned"
+    # Grafana reads with the read-only user only: the writing user's password is not in its environment
+    assert "CLICKHOUSE_PASSWORD" not in env and "CLICKHOUSE_USER" not in env
     # every ${VAR} in the provisioning files must be in Grafana's own environment
     needed = set()
     for path in provisioning_files():
@@ -623,9 +675,9 @@ def test_datasources_provisioning():
     assert ch["type"] == "grafana-clickhouse-datasource"
     jd = ch["jsonData"]
     assert (jd["host"], jd["port"], jd["protocol"], jd["secure"]) == ("clickhouse", 8123, "http", False)
-    assert jd["username"] == "${CLICKHOUSE_USER}"
+    assert jd["username"] == READER_USER
     assert jd["defaultDatabase"] == "pulse"
-    assert ch["secureJsonData"] == {"password": "${CLICKHOUSE_PASSWORD}"}
+    assert ch["secureJsonData"] == {"password": "${CLICKHOUSE_READER_PASSWORD}"}
     prom = by_uid["pulse-prometheus"]
     assert prom["type"] == "prometheus"
     assert prom["url"] == "http://prometheus:9090"
@@ -677,10 +729,10 @@ def test_dockerfile():
     for i in stages:
         base = instructions[i][1].split()[0]
         base = re.sub(r"\$\{(\w+)\}|\$(\w+)", lambda m: args.get(m.group(1) or m.group(2), ""), base)
-        assert re.fullmatch(r"python:3\.11-slim(-[a-z]+)?", base), f"unexpected base image {base!r}"
+        assert re.fullmatch(r"python:3\.11\.\d+-slim-[a-z]+", base), f"base image {base!r} is not an exact tag"
     final = instructions[stages[-1]:]
     runs = " ".join(rest for k, rest in instructions if k == "RUN")
-    assert re.search(r"pip install (--no-cache-dir )?\.(\s|$)", runs), "the package is not installed with pip install ."
+    assert re.search(r"pip install [^&]*\s\.(\s|$)", runs), "the package is not installed with pip install ."
     users = [rest for k, rest in final if k == "USER"]
     assert users, "the runtime stage runs as root (no USER)"
     user = users[-1].split(":")[0]
@@ -704,3 +756,23 @@ def test_dockerignore():
     # what `pip install .` needs must stay in the build context
     for kept in ("pyproject.toml", "README.md", "pulse", "schemas", "simulators", "streams", "sinks", "*", "**"):
         assert kept not in patterns, f".dockerignore excludes {kept}, which the image build needs"
+
+
+# --------------------------------------------------------------------------- ClickHouse read-only user
+
+
+def test_reader_user_is_read_only_with_its_password_from_the_environment(services):
+    root = ET.parse(READER_USERS).getroot()
+    (user,) = root.find("users")
+    assert user.tag == READER_USER
+    password = user.find("password")
+    assert password.get("from_env") == "CLICKHOUSE_READER_PASSWORD" and not (password.text or "").strip()
+    assert not [e.tag for e in user if e.tag.startswith("password") and e is not password], "a second password"
+    profile = root.find(f"profiles/{user.find('profile').text}")
+    assert profile.find("readonly").text in ("1", "2"), "the reader's profile must be read-only"
+    grants = [q.text.strip() for q in user.findall("grants/query")]
+    assert grants == ["GRANT SELECT ON pulse.*"]
+    clickhouse = services["clickhouse"]
+    mounts = {target: (REPO / source).resolve() for kind, source, target, ro in volume_specs(clickhouse) if kind == "bind"}
+    assert mounts["/etc/clickhouse-server/users.d/pulse-reader.xml"] == READER_USERS.resolve()
+    assert "CLICKHOUSE_READER_PASSWORD" in environment_of(clickhouse)
