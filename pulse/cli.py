@@ -68,6 +68,10 @@ def main(ctx: click.Context, kafka_bootstrap: str | None, clickhouse_url: str | 
     if not verbose:
         # kafka-python warns about its own slow event-loop turns on a busy 2-core box; noise for users.
         logging.getLogger("kafka").setLevel(logging.ERROR)
+        # Their retry warnings repeat what the one-line error then says. (urllib3-future, where installed,
+        # resets the level of its "urllib3" logger when imported, hence the module's own logger.)
+        for name in ("urllib3.connectionpool", "clickhouse_connect"):
+            logging.getLogger(name).setLevel(logging.ERROR)
     ctx.obj = apply_overrides(kafka_bootstrap=kafka_bootstrap, clickhouse_url=clickhouse_url, state_dir=state_dir)
 
 
@@ -337,6 +341,7 @@ def query(ctx: click.Context, sql: str, fmt: str) -> None:
 @click.pass_context
 def migrate(ctx: click.Context, print_only: bool) -> None:
     """Create the ClickHouse database and apply pending schema migrations (idempotent; the worker does it at start)."""
+    from pulse.errors import short_reason
     from pulse.migrate import migration_script, run_migrate
     from pulse.settings import ClickHouseSettingsError
     from sinks.client import StoreBusy, redact_url
@@ -350,7 +355,8 @@ def migrate(ctx: click.Context, print_only: bool) -> None:
     except (ValueError, StoreBusy, ClickHouseSettingsError) as error:
         raise click.ClickException(str(error)) from None
     except Exception as error:  # noqa: BLE001 - a refused or unreachable server is a message, not a traceback
-        raise click.ClickException(f"migrating ClickHouse failed: {str(error).strip().splitlines()[0]}") from None
+        where = redact_url(settings.clickhouse_connection()[0])
+        raise click.ClickException(f"migrating the ClickHouse at {where} failed: {short_reason(error)}") from None
     where = f"database {database} at {redact_url(settings.clickhouse_connection()[0])}"
     click.echo(f"applied {', '.join(applied)} to {where}" if applied else f"{where} is up to date")
 

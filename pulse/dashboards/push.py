@@ -5,13 +5,13 @@ brings urllib3-future, which takes urllib3's place for every HTTP client in the 
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
 from pulse.dashboards.build import build_all
 from pulse.dashboards.model import JSON
+from pulse.errors import short_reason
 
 if TYPE_CHECKING:
     from grafana_client import GrafanaApi
@@ -80,9 +80,7 @@ def _error(exc: GrafanaException, url: str, what: str) -> GrafanaPushError:
 
 def _unreachable(exc: OSError, url: str, what: str) -> GrafanaPushError:
     """No answer at all (refused, no route, DNS, timeout): one line, without the HTTP library's retry story."""
-    errno_text = re.search(r"\[Errno -?\d+\] ([^'\")]+)", str(exc))
-    reason = errno_text.group(1).strip() if errno_text else type(exc).__name__
-    return GrafanaPushError(0, f"cannot reach Grafana at {redact(url)} while {what}: {reason}")
+    return GrafanaPushError(0, f"cannot reach Grafana at {redact(url)} while {what}: {short_reason(exc)}")
 
 
 def _folder_uid(api: GrafanaApi, title: str) -> str:
