@@ -149,8 +149,8 @@ def simulate(ctx: click.Context, scenario: str, seed: int | None, events: int | 
 
 
 @main.command()
-@click.option("--loglevel", default="warning", show_default=True,
-              type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False), help="Faust log level.")
+@click.option("--loglevel", default="warning", show_default=True, help="Faust log level.",
+              type=click.Choice(["debug", "info", "warning", "error", "critical"], case_sensitive=False))
 @click.option("--no-restart", is_flag=True, help="Run the Faust worker in this process, without a supervisor.")
 @click.pass_context
 def worker(ctx: click.Context, loglevel: str, no_restart: bool) -> None:
@@ -337,7 +337,8 @@ def query(ctx: click.Context, sql: str, fmt: str) -> None:
 
 @main.command()
 @click.option("--print", "print_only", is_flag=True,
-              help="Print every migration's SQL (for the configured database) instead of applying; connects to nothing.")
+              help="Print every migration's SQL (for the configured database) instead of applying it; "
+                   "connects to nothing.")
 @click.pass_context
 def migrate(ctx: click.Context, print_only: bool) -> None:
     """Create the ClickHouse database and apply pending schema migrations (idempotent; the worker does it at start)."""

@@ -196,6 +196,8 @@ def kafka_service(settings: Settings, *, extra_properties: Mapping[str, str] | N
 def prometheus_services(settings: Settings) -> list[Service]:
     """Prometheus and Alertmanager from the Debian packages, when installed."""
     deploy = project_root() / "deploy"
+    if not deploy.is_dir():
+        return []  # an installed package run outside a checkout: their configs live in the repository's deploy/
     found = []
     prometheus = shutil.which("prometheus")
     if prometheus:

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import pytest
 
+from pulse import infra
 from pulse.settings import Settings
 from tests.support.services import PulseEnv, wait_for
 from tests.support.truth import expected_windows
@@ -84,7 +85,7 @@ class Installed:
         result = subprocess.run([str(self.venv / "bin" / "pulse"), *args], cwd=self.root, env=self.env(**extra),
                                 capture_output=True, text=True, timeout=timeout)
         if check:
-            assert result.returncode == 0, f"pulse {' '.join(args)} exited {result.returncode}:\n{result.stderr[-3000:]}"
+            assert result.returncode == 0, f"pulse {' '.join(args)}: exit {result.returncode}\n{result.stderr[-3000:]}"
         return result
 
 
@@ -140,6 +141,23 @@ def test_version_and_help(installed: Installed) -> None:
     help_text = installed.pulse("--help").stdout
     for command in ("worker", "migrate", "query", "simulate", "dashboards", "infra", "vietqr"):
         assert re.search(rf"^\s+{command}\s", help_text, re.MULTILINE), command
+
+
+def test_infra_runs_a_broker_from_the_packaged_config(installed: Installed, free_port: int) -> None:
+    """`pulse infra up|status|down` outside a checkout: the broker's template, log4j config and pom come
+    from the installed package (the jars from the machine's cache, so nothing is downloaded)."""
+    env = {"PULSE_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port}", "PULSE_KAFKA_LIBS": str(infra.ensure_kafka_jars()),
+           "PULSE_STATE_DIR": str(installed.root / "infra-state")}
+    assert installed.pulse("infra", "fetch", **env).stdout.strip() == f"Kafka jars in {env['PULSE_KAFKA_LIBS']}"
+    try:
+        up = installed.pulse("infra", "up", **env).stdout
+        assert "kafka: up (pid" in up and "topics: created" in up
+        status = installed.pulse("infra", "status", **env).stdout.split()
+        assert status[:2] == ["kafka", "up"]
+        config = (installed.root / "infra-state" / "kafka" / "server.properties").read_text()
+        assert f"listeners=PLAINTEXT://127.0.0.1:{free_port}" in config
+    finally:
+        assert installed.pulse("infra", "down", **env).stdout.strip() == "kafka: down"
 
 
 def test_vietqr_decode(installed: Installed) -> None:

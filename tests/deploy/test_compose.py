@@ -773,6 +773,7 @@ def test_reader_user_is_read_only_with_its_password_from_the_environment(service
     grants = [q.text.strip() for q in user.findall("grants/query")]
     assert grants == ["GRANT SELECT ON pulse.*"]
     clickhouse = services["clickhouse"]
-    mounts = {target: (REPO / source).resolve() for kind, source, target, ro in volume_specs(clickhouse) if kind == "bind"}
+    mounts = {target: (REPO / source).resolve() for kind, source, target, _ in volume_specs(clickhouse)
+              if kind == "bind"}
     assert mounts["/etc/clickhouse-server/users.d/pulse-reader.xml"] == READER_USERS.resolve()
     assert "CLICKHOUSE_READER_PASSWORD" in environment_of(clickhouse)

@@ -1,6 +1,7 @@
 """The command line's edges: bad input, help, --version, `pulse migrate`, and `pulse query` that only reads."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from importlib.metadata import version
@@ -17,7 +18,7 @@ COMMAND_TIMEOUT_S = 180
 
 def pulse(*args: str, state: Path, **env: str) -> subprocess.CompletedProcess:
     """`python -m pulse.cli ...` in its own process, with its own state directory."""
-    environment = {key: value for key, value in __import__("os").environ.items() if not key.startswith("PULSE_")}
+    environment = {key: value for key, value in os.environ.items() if not key.startswith("PULSE_")}
     environment.update({"PULSE_STATE_DIR": str(state), "PULSE_PII_KEY": "cli-test", **env})
     return subprocess.run([sys.executable, "-m", "pulse.cli", *args], env=environment, capture_output=True,
                           text=True, timeout=COMMAND_TIMEOUT_S)
@@ -135,7 +136,8 @@ def test_migrate_against_an_unreachable_server_is_one_line(tmp_path: Path, free_
     result = pulse("migrate", state=tmp_path, PULSE_CLICKHOUSE_URL=f"http://u:pw-9f1@127.0.0.1:{free_port}/pulse")
     assert result.returncode == 1
     (line,) = result.stderr.strip().splitlines()
-    assert line == f"Error: migrating the ClickHouse at http://***@127.0.0.1:{free_port}/pulse failed: Connection refused"
+    assert line == (f"Error: migrating the ClickHouse at http://***@127.0.0.1:{free_port}/pulse failed: "
+                    "Connection refused")
 
 
 # ------------------------------------------------------------------------------------------- query
