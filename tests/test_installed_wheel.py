@@ -127,6 +127,15 @@ def test_the_wheel_holds_exactly_the_packages_and_every_file_of_them(installed: 
     assert "pulse/dashboards/build.py" in names and "pulse/kafka_broker/pom.xml" in names
 
 
+def test_every_top_level_package_of_the_checkout_is_packaged() -> None:
+    """A new top-level package must be added here and to pyproject's discovery on purpose (README: "How it
+    is installed"), or it would be left out of the wheel."""
+    in_checkout = {init.parent.name for init in REPO.glob("*/__init__.py")} - {"tests"}
+    assert in_checkout == TOP_LEVEL_PACKAGES
+    setuptools = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]
+    assert sorted(setuptools["packages"]["find"]["include"]) == sorted(f"{name}*" for name in TOP_LEVEL_PACKAGES)
+
+
 def test_pulse_imports_from_the_virtual_environment(installed: Installed) -> None:
     where = subprocess.run([str(installed.python), "-c", "import pulse, sinks; print(pulse.__file__); "
                             "print(sinks.__file__)"], cwd=installed.root, env=installed.env(),
