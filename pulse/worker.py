@@ -4,9 +4,11 @@ from __future__ import annotations
 import logging
 
 import faust
+from clickhouse_connect.driver.exceptions import ClickHouseError
 from prometheus_client import start_http_server
 
 from pulse import __version__
+from pulse.errors import short_reason
 from pulse.kafka_security import check_kafka_access, faust_credentials
 from pulse.migrate import apply_migrations
 from pulse.settings import STREAM_TOPICS, TOPIC_DEADLETTER, TOPIC_WINDOWS, Settings
@@ -49,6 +51,21 @@ def stream_config(settings: Settings) -> StreamConfig:
     )
 
 
+def migrate_at_start(sink: ClickHouseSink) -> None:
+    """Apply pending migrations now, so that dashboards and `pulse query` find the tables before any event.
+
+    A ClickHouse that cannot be reached yet does not stop the worker: the sink migrates again before its
+    first write and retries that write like any other, with backpressure, until ClickHouse answers."""
+    try:
+        applied = apply_migrations(sink.warehouse)
+    except (ClickHouseError, OSError) as error:  # OSError: refused connections, a store held elsewhere
+        log.warning("migrations at start failed (%s); the sink applies them before its first write",
+                    short_reason(error))
+        return
+    if applied:
+        log.info("applied migrations: %s", ", ".join(applied))
+
+
 def run(settings: Settings, loglevel: str = "warning") -> None:
     """Run until SIGTERM/SIGINT; the sink is flushed batch by batch, so stopping only commits and closes."""
     # On a refused login Faust exits saying only "Unable to bootstrap", and the supervisor would restart it
@@ -58,10 +75,7 @@ def run(settings: Settings, loglevel: str = "warning") -> None:
     metrics.BUILD_INFO.info({"version": __version__})
     sink = build_sink(settings)
     try:
-        # At start, not at the first flush: dashboards and `pulse query` find the tables before any event.
-        applied = apply_migrations(sink.warehouse)
-        if applied:
-            log.info("applied migrations: %s", ", ".join(applied))
+        migrate_at_start(sink)
         app = create_app(stream_config(settings), build_pipeline(settings, sink))
         faust.Worker(app, loglevel=loglevel, quiet=True, override_logging=False).execute_from_commandline()
     finally:
