@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from pulse.alertmanager_config import AlertmanagerConfigError, render_from_settings
 from pulse.kafka_security import kafka_options
 from pulse.settings import ALL_TOPICS, TOPIC_WINDOWS, Settings, project_root
 
@@ -206,10 +207,18 @@ def prometheus_services(settings: Settings) -> list[Service]:
     alertmanager = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
     if alertmanager:
         alertmanager_home = settings.state_dir / "alertmanager"
+        rendered = alertmanager_home / "alertmanager.yml"  # receivers from PULSE_ALERT_* (deploy/alertmanager/render.sh)
+
+        def render() -> None:
+            try:
+                render_from_settings(settings, rendered)
+            except AlertmanagerConfigError as error:
+                raise InfraError(str(error)) from None
+
         found.append(Service("alertmanager", "127.0.0.1", 9093, alertmanager_home, lambda: [
-            alertmanager, f"--config.file={deploy / 'alertmanager' / 'alertmanager.yml'}",
+            alertmanager, f"--config.file={rendered}",
             f"--storage.path={alertmanager_home / 'data'}", "--web.listen-address=127.0.0.1:9093", "--cluster.listen-address=",
-        ]))
+        ], render))
     return found
 
 

@@ -57,6 +57,11 @@ class Settings(BaseSettings):
     kafka_ssl_keyfile: Path | None = None
     metrics_port: int = 6066
     metrics_host: str = "127.0.0.1"
+    # Alertmanager receivers (deploy/alertmanager/render.sh): chat / operations centre, pager (empty: the
+    # webhook URL), and the dead man's switch PulseWatchdog pings (empty: no heartbeat is sent).
+    alert_webhook_url: str = "http://127.0.0.1:5001/alerts"
+    alert_critical_webhook_url: str = ""
+    alert_heartbeat_url: str = ""
     topic_partitions: int = 4
 
     # Stream processing
