@@ -48,6 +48,7 @@ RUNBOOK_ANCHOR = "#pulsedeadletterburst"
 TARGET_UP_TIMEOUT_S = 60
 FIRING_TIMEOUT_S = 120  # from the start of the burst until Prometheus reports the alert firing
 WEBHOOK_TIMEOUT_S = 30  # from firing in Prometheus until the webhook got it (group_wait is 1s)
+HEARTBEAT_TIMEOUT_S = 90  # Prometheus resends a firing alert every minute
 BURST_RATE = 100  # malformed messages per second
 BURST_MAX_S = FIRING_TIMEOUT_S + WEBHOOK_TIMEOUT_S
 VALID_EVENTS = 400
@@ -177,6 +178,7 @@ def diagnostics(prometheus: Prometheus, worker: WorkerProcess, alertmanager: Ale
         parts.append(f"dead-lettered: {prometheus.query('pulse_events_deadlettered_total')}")
         parts.append(f"consumed: {prometheus.query('pulse_events_consumed_total')}")
         parts.append(f"{ALERT} in Prometheus: {prometheus.alerts(ALERT)}")
+        parts.append(f"all alerts in Prometheus: {[a['labels'] for a in prometheus.api('alerts')['alerts']]}")
         parts.append(f"targets: {prometheus.targets(WORKER_JOB)}")
     except Exception as error:  # noqa: BLE001 (diagnostics only)
         parts.append(f"(Prometheus API failed: {error!r})")
@@ -285,8 +287,10 @@ def test_dead_letter_burst_fires_and_reaches_the_webhook(
     wait_until(lambda: (scalar(prometheus, 'sum(alertmanager_notifications_total{integration="webhook"})') or 0) > 0,
                TARGET_UP_TIMEOUT_S, "Alertmanager's notification counters in Prometheus", describe=describe)
     assert scalar(prometheus, "sum(alertmanager_notifications_failed_total)") == 0, describe()
-    heartbeats = webhook_alerts(webhook, name=WATCHDOG)
-    assert heartbeats, f"{WATCHDOG} never reached the heartbeat URL\n{describe()}"
+    # Prometheus drops what it sends before it has found Alertmanager and resends firing alerts once a
+    # minute (--rules.alert.resend-delay), so the first heartbeat may take that long.
+    heartbeats = wait_until(lambda: webhook_alerts(webhook, name=WATCHDOG), HEARTBEAT_TIMEOUT_S,
+                            f"{WATCHDOG} at the heartbeat URL", describe=describe)
     assert {(a["path"], a["receiver"]) for a in heartbeats} == {(HEARTBEAT_PATH, "pulse-heartbeat")}, heartbeats
     assert all(a["path"] == ALERTS_PATH for a in webhook.alerts() if a["labels"]["alertname"] != WATCHDOG)
     assert not webhook.errors, webhook.errors
