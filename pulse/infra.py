@@ -15,7 +15,7 @@ from pathlib import Path
 
 from pulse.alertmanager_config import AlertmanagerConfigError, render_from_settings
 from pulse.kafka_security import kafka_options
-from pulse.settings import ALL_TOPICS, TOPIC_WINDOWS, Settings, project_root
+from pulse.settings import Settings, project_root
 
 KAFKA_VERSION = "3.9.1"
 START_TIMEOUT_S = 90.0
@@ -230,9 +230,9 @@ def create_topics(settings: Settings) -> list[str]:
                              **kafka_options(settings))
     try:
         existing = set(admin.list_topics())
-        missing = [t for t in ALL_TOPICS if t not in existing]
+        missing = [t for t in settings.topics.all if t not in existing]
         new = [NewTopic(t, settings.topic_partitions, 1,
-                        topic_configs={"cleanup.policy": "compact"} if t == TOPIC_WINDOWS else {})
+                        topic_configs={"cleanup.policy": "compact"} if t == settings.topics.windows else {})
                for t in missing]
         if new:
             try:
@@ -240,6 +240,28 @@ def create_topics(settings: Settings) -> list[str]:
             except TopicAlreadyExistsError:
                 pass
         return missing
+    finally:
+        admin.close()
+
+
+def delete_run_topics(settings: Settings, group: str) -> None:
+    """Delete the topics under settings.topic_prefix and the consumer group of a throw-away run (`pulse bench`,
+    `pulse soak`). Refuses the contract's topic names: live data is never deleted here."""
+    from kafka.admin import KafkaAdminClient
+    from kafka.errors import KafkaError
+
+    if not settings.topic_prefix:
+        raise InfraError("refusing to delete the live topics: no topic prefix is set")
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=30000,
+                             **kafka_options(settings))
+    try:
+        present = [topic for topic in settings.topics.all if topic in set(admin.list_topics())]
+        if present:
+            admin.delete_topics(present, timeout_ms=30000)
+        try:
+            admin.delete_groups([group])  # per-group errors come back in the result: none of them matters here
+        except KafkaError:
+            pass  # never committed (a run that failed early), or already gone
     finally:
         admin.close()
 
