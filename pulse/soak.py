@@ -422,7 +422,7 @@ def _run(soak: Soak, options: SoakOptions, plan: list[tuple[float, str]]) -> dic
     operator.start()
     try:
         events, injected = soak.produce()
-        say(f"{soak.elapsed():6.0f} s  load stopped after {events:,} events; draining")
+        soak.say(f"{soak.elapsed():6.0f} s  load stopped after {events:,} events; draining")
         end_lag = soak.drain()
     finally:
         soak.done.set()
