@@ -207,7 +207,7 @@ def prometheus_services(settings: Settings) -> list[Service]:
     alertmanager = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
     if alertmanager:
         alertmanager_home = settings.state_dir / "alertmanager"
-        rendered = alertmanager_home / "alertmanager.yml"  # receivers from PULSE_ALERT_* (deploy/alertmanager/render.sh)
+        rendered = alertmanager_home / "alertmanager.yml"  # receivers from PULSE_ALERT_* (render.sh)
 
         def render() -> None:
             try:

@@ -67,7 +67,8 @@ def run(options: SimulationOptions, settings: Settings) -> dict[str, object]:
         check_kafka_access(settings)
         producer = make_producer(settings.kafka_bootstrap, **kafka_options(settings))
         try:
-            counts = produce(events, producer, settings.topics.streams, rate=options.rate, deadline=deadline, on_event=count)
+            counts = produce(events, producer, settings.topics.streams, rate=options.rate, deadline=deadline,
+                             on_event=count)
         finally:
             producer.close(timeout=30)
     summary = generator.faults.summary()

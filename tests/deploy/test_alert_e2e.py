@@ -280,8 +280,8 @@ def test_dead_letter_burst_fires_and_reaches_the_webhook(
     # --- the alerting path watches itself ---------------------------------------------------------
     def self_scraped() -> bool:
         healthy()
-        return {s["metric"]["job"] for s in prometheus.query(f'up{{job=~"{PROMETHEUS_JOB}|{ALERTMANAGER_JOB}"}} == 1')} \
-            == {PROMETHEUS_JOB, ALERTMANAGER_JOB}
+        up = prometheus.query(f'up{{job=~"{PROMETHEUS_JOB}|{ALERTMANAGER_JOB}"}} == 1')
+        return {sample["metric"]["job"] for sample in up} == {PROMETHEUS_JOB, ALERTMANAGER_JOB}
 
     wait_until(self_scraped, TARGET_UP_TIMEOUT_S, "Prometheus scraping itself and Alertmanager", describe=describe)
     wait_until(lambda: (scalar(prometheus, 'sum(alertmanager_notifications_total{integration="webhook"})') or 0) > 0,
