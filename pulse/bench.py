@@ -31,7 +31,8 @@ from kafka.structs import OffsetAndMetadata
 
 from pulse.kafka_security import aiokafka_options, kafka_options
 from pulse.kafka_tools import end_offsets, wait_for_group
-from pulse.settings import DEMO_PII_KEY, STREAM_TOPICS, TOPIC_WINDOWS, Settings
+from pulse import infra
+from pulse.settings import DEMO_PII_KEY, Settings
 from pulse.simulate import SimulationOptions, build_generator
 from pulse.supervise import die_with_parent
 from simulators.output import Pacer, make_producer
@@ -67,20 +68,31 @@ def _truth_totals(event: dict, totals: dict[str, Counter]) -> None:
 
 
 class IsolatedRun:
-    """A worker of its own beside any running one: its own consumer group, started at the current log ends,
-    and its own embedded ClickHouse store, so a bench or a soak leaves a running demo's data alone."""
+    """A worker of its own beside any running one: its own topics (a prefix `<kind>-<id>.` before the contract's
+    names, created by `create_topics` and deleted by `delete_topics`), its own consumer group and its own embedded
+    ClickHouse store, so a bench or a soak never reads or writes live data."""
 
     def __init__(self, settings: Settings, kind: str) -> None:
-        self.settings = settings
-        self.group = f"pulse-{kind}-{uuid.uuid4().hex[:8]}"
+        run_id = uuid.uuid4().hex[:8]
+        self.prefix = f"{kind}-{run_id}."
+        self.settings = settings.model_copy(update={"topic_prefix": self.prefix})
+        self.topics = self.settings.topics
+        self.group = f"pulse-{kind}-{run_id}"
         self.state = settings.state_dir / kind / self.group
         self.chdb_url = f"chdb://{self.state / 'clickhouse'}"
         self.truth: dict[str, Counter] = defaultdict(Counter)
         self.security = kafka_options(settings)
 
-    # -- set-up -----------------------------------------------------------------------------------
+    # -- set-up and clean-up ---------------------------------------------------------------------
+    def create_topics(self) -> None:
+        infra.create_topics(self.settings)
+
+    def delete_topics(self) -> None:
+        """The run's topics and consumer group; called however the run ends."""
+        infra.delete_run_topics(self.settings, self.group)
+
     def start_offsets(self) -> dict[TopicPartition, int]:
-        offsets = end_offsets(self.settings.kafka_bootstrap, STREAM_TOPICS.values(), self.security)
+        offsets = end_offsets(self.settings.kafka_bootstrap, self.topics.inputs, self.security)
         admin = KafkaAdminClient(bootstrap_servers=self.settings.kafka_bootstrap, **self.security)
         try:
             admin.alter_group_offsets(self.group, {tp: OffsetAndMetadata(o, "", -1) for tp, o in offsets.items()})
@@ -92,6 +104,7 @@ class IsolatedRun:
         """`pulse worker` on this run's group and store; `supervised` restarts its Faust child when it dies."""
         self.state.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "PULSE_CONSUMER_GROUP": self.group, "PULSE_CLICKHOUSE_URL": self.chdb_url,
+               "PULSE_TOPIC_PREFIX": self.prefix,
                "PULSE_PII_KEY": os.environ.get("PULSE_PII_KEY", DEMO_PII_KEY), "PULSE_METRICS_PORT": "0",
                "PULSE_CHDB_KEEP_OPEN": "true", **(extra_env or {})}
         command = [sys.executable, "-m", "pulse.cli", "worker", *([] if supervised else ["--no-restart"])]
@@ -135,7 +148,7 @@ class BenchRun(IsolatedRun):
             if sent_at is not None and event["type"] == "payment":
                 key = (int(emitted.event_time // 60 * 60), event["province_code"])
                 sent_at[key].append(time.time())
-            producer.send(STREAM_TOPICS[emitted.stream], key=emitted.key, value=emitted.value)
+            producer.send(self.topics.streams[emitted.stream], key=emitted.key, value=emitted.value)
             count += 1
             if rate:
                 pacer.wait()
@@ -162,7 +175,7 @@ class BenchRun(IsolatedRun):
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
-        targets = end_offsets(self.settings.kafka_bootstrap, STREAM_TOPICS.values(), self.security)
+        targets = end_offsets(self.settings.kafka_bootstrap, self.topics.inputs, self.security)
         try:
             wait_for_group(self.settings.kafka_bootstrap, self.group, targets, timeout_s=1800, poll_s=0.1,
                            security=self.security)
@@ -177,11 +190,11 @@ class BenchRun(IsolatedRun):
 
     def freshness(self) -> list[float]:
         sent_at: dict[tuple[int, str], list[float]] = defaultdict(list)
-        offsets = end_offsets(self.settings.kafka_bootstrap, [TOPIC_WINDOWS], self.security)
+        offsets = end_offsets(self.settings.kafka_bootstrap, [self.topics.windows], self.security)
         self.produce(None, rate=self.options.rate, start=datetime.now(timezone.utc), speed=1.0,
                      duration_s=self.options.freshness_s, sent_at=sent_at)
         wait_for_group(self.settings.kafka_bootstrap, self.group,
-                       end_offsets(self.settings.kafka_bootstrap, STREAM_TOPICS.values(), self.security),
+                       end_offsets(self.settings.kafka_bootstrap, self.topics.inputs, self.security),
                        timeout_s=300, security=self.security)
         return _arrival_delays(self.settings.kafka_bootstrap, offsets, sent_at, self.security)
 
@@ -246,10 +259,20 @@ def _percentile(values: list[float], q: float) -> float:
 
 def run(settings: Settings, options: BenchOptions, say=print) -> dict:  # noqa: ANN001
     bench = BenchRun(settings, options, say)
+    say(f"bench topics {bench.prefix}* and group {bench.group} (deleted afterwards)")
+    bench.create_topics()
+    try:
+        return _measure(bench, options, say)
+    finally:
+        bench.delete_topics()
+
+
+def _measure(bench: BenchRun, options: BenchOptions, say) -> dict:  # noqa: ANN001
+    settings = bench.settings
     start = bench.start_offsets()
     say(f"producing {options.events:,} events…")
     produced = bench.produce(options.events, rate=None, start=None, speed=60.0)
-    stop = end_offsets(settings.kafka_bootstrap, STREAM_TOPICS.values(), kafka_options(settings))
+    stop = end_offsets(settings.kafka_bootstrap, bench.topics.inputs, kafka_options(settings))
     say("timing one worker from start to its last stored offset…")
     began = time.monotonic()
     worker = bench.start_worker()

@@ -13,7 +13,7 @@ from pulse import infra
 from pulse.kafka_security import kafka_options
 from pulse.kafka_tools import end_offsets, wait_for_group
 from pulse.query import render, run_query
-from pulse.settings import DEMO_PII_KEY, STREAM_TOPICS, Settings
+from pulse.settings import DEMO_PII_KEY, Settings
 from pulse.simulate import SimulationOptions
 from pulse.simulate import run as simulate
 from pulse.supervise import stop_process
@@ -59,7 +59,7 @@ def run(settings: Settings, *, duration_s: float, rate: float, speed: float, kee
         console.print(f"[bold]4/5[/] produced {report.get('total', '?')} events; waiting for the worker to store them…")
         security = kafka_options(settings)
         waited = wait_for_group(settings.kafka_bootstrap, settings.consumer_group,
-                                end_offsets(settings.kafka_bootstrap, STREAM_TOPICS.values(), security),
+                                end_offsets(settings.kafka_bootstrap, settings.topics.inputs, security),
                                 timeout_s=120, security=security)
         console.print(f"    caught up in {waited:.1f} s")
     finally:

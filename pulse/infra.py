@@ -13,8 +13,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from pulse.alertmanager_config import AlertmanagerConfigError, render_from_settings
 from pulse.kafka_security import kafka_options
-from pulse.settings import ALL_TOPICS, TOPIC_WINDOWS, Settings, project_root
+from pulse.settings import Settings, project_root
 
 KAFKA_VERSION = "3.9.1"
 # The broker's pom, properties template and log4j config ship inside the package (package data), so an
@@ -210,10 +211,18 @@ def prometheus_services(settings: Settings) -> list[Service]:
     alertmanager = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
     if alertmanager:
         alertmanager_home = settings.state_dir / "alertmanager"
+        rendered = alertmanager_home / "alertmanager.yml"  # receivers from PULSE_ALERT_* (render.sh)
+
+        def render() -> None:
+            try:
+                render_from_settings(settings, rendered)
+            except AlertmanagerConfigError as error:
+                raise InfraError(str(error)) from None
+
         found.append(Service("alertmanager", "127.0.0.1", 9093, alertmanager_home, lambda: [
-            alertmanager, f"--config.file={deploy / 'alertmanager' / 'alertmanager.yml'}",
+            alertmanager, f"--config.file={rendered}",
             f"--storage.path={alertmanager_home / 'data'}", "--web.listen-address=127.0.0.1:9093", "--cluster.listen-address=",
-        ]))
+        ], render))
     return found
 
 
@@ -225,9 +234,9 @@ def create_topics(settings: Settings) -> list[str]:
                              **kafka_options(settings))
     try:
         existing = set(admin.list_topics())
-        missing = [t for t in ALL_TOPICS if t not in existing]
+        missing = [t for t in settings.topics.all if t not in existing]
         new = [NewTopic(t, settings.topic_partitions, 1,
-                        topic_configs={"cleanup.policy": "compact"} if t == TOPIC_WINDOWS else {})
+                        topic_configs={"cleanup.policy": "compact"} if t == settings.topics.windows else {})
                for t in missing]
         if new:
             try:
@@ -235,6 +244,28 @@ def create_topics(settings: Settings) -> list[str]:
             except TopicAlreadyExistsError:
                 pass
         return missing
+    finally:
+        admin.close()
+
+
+def delete_run_topics(settings: Settings, group: str) -> None:
+    """Delete the topics under settings.topic_prefix and the consumer group of a throw-away run (`pulse bench`,
+    `pulse soak`). Refuses the contract's topic names: live data is never deleted here."""
+    from kafka.admin import KafkaAdminClient
+    from kafka.errors import KafkaError
+
+    if not settings.topic_prefix:
+        raise InfraError("refusing to delete the live topics: no topic prefix is set")
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=30000,
+                             **kafka_options(settings))
+    try:
+        present = [topic for topic in settings.topics.all if topic in set(admin.list_topics())]
+        if present:
+            admin.delete_topics(present, timeout_ms=30000)
+        try:
+            admin.delete_groups([group])  # per-group errors come back in the result: none of them matters here
+        except KafkaError:
+            pass  # never committed (a run that failed early), or already gone
     finally:
         admin.close()
 

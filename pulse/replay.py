@@ -611,6 +611,7 @@ class KafkaTarget:
 
         self.bootstrap = settings.kafka_bootstrap
         self.security = kafka_options(settings)
+        self.topics = settings.topics.streams  # stream -> input topic (PULSE_TOPIC_PREFIX)
         self.identity = f"kafka://{self.bootstrap}"
         self.source = source
         self.producer = make_producer(self.bootstrap, **self.security)
@@ -623,10 +624,10 @@ class KafkaTarget:
         if checkpoint.data.get("pending"):
             self._recover(checkpoint)
         self.marks = {_tp_key(tp.topic, tp.partition): offset
-                      for tp, offset in end_offsets(self.bootstrap, STREAM_TOPICS.values(), self.security).items()}
+                      for tp, offset in end_offsets(self.bootstrap, self.topics.values(), self.security).items()}
 
     def _send(self, records: list[Record]) -> Counter:
-        futures = [(record, self.producer.send(STREAM_TOPICS[record.stream], key=record.key, value=record.value))
+        futures = [(record, self.producer.send(self.topics[record.stream], key=record.key, value=record.value))
                    for record in records]
         self.producer.flush(timeout=120)
         counts: Counter = Counter()
@@ -651,9 +652,9 @@ class KafkaTarget:
         """Send what of the interrupted chunk the broker does not have (matched by topic and value)."""
         pending = checkpoint.data["pending"]
         records = list(self.source.window(pending["from"], pending["to"]))
-        wanted = Counter((STREAM_TOPICS[r.stream], r.value) for r in records)
+        wanted = Counter((self.topics[r.stream], r.value) for r in records)
         marks = {_tp_of(key): offset for key, offset in pending["marks"].items()}
-        ends = end_offsets(self.bootstrap, STREAM_TOPICS.values(), self.security)
+        ends = end_offsets(self.bootstrap, self.topics.values(), self.security)
         scan = {tp: (marks.get(tp, 0), end) for tp, end in ends.items() if marks.get(tp, 0) < end}
         found: Counter = Counter()
         for message in read_partitions(self.bootstrap, scan, security=self.security):
@@ -662,7 +663,7 @@ class KafkaTarget:
                 found[key] += 1
         missing = []
         for record in records:
-            key = (STREAM_TOPICS[record.stream], record.value)
+            key = (self.topics[record.stream], record.value)
             if found[key]:
                 found[key] -= 1
             else:
@@ -946,7 +947,7 @@ def run_replay(settings: Settings, options: ReplayOptions) -> dict[str, object]:
         target.close()
     if options.wait and not options.dry_run and not options.direct:
         security = kafka_options(settings)
-        targets = end_offsets(settings.kafka_bootstrap, STREAM_TOPICS.values(), security)
+        targets = end_offsets(settings.kafka_bootstrap, settings.topics.inputs, security)
         report["waited_s"] = round(wait_for_group(settings.kafka_bootstrap, settings.consumer_group, targets,
                                                   options.timeout_s, security=security), 2)
     report["seconds"] = round(time.monotonic() - started, 2)

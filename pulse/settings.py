@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import os
+import re
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Literal
@@ -18,6 +20,41 @@ TOPIC_WINDOWS = "pulse.windows"
 INPUT_TOPICS = (TOPIC_PAYMENTS, TOPIC_DOSSIERS, TOPIC_IDENTITY)
 STREAM_TOPICS = {"payments": TOPIC_PAYMENTS, "dossiers": TOPIC_DOSSIERS, "identity": TOPIC_IDENTITY}
 ALL_TOPICS = (*INPUT_TOPICS, TOPIC_DEADLETTER, TOPIC_WINDOWS)
+# The constants above are the contract's names (PULSE_TOPIC_PREFIX empty). Code that reads or writes topics
+# takes its names from Settings.topics, so that `pulse bench` and `pulse soak` run on topics of their own.
+_TOPIC_PREFIX = re.compile(r"[A-Za-z0-9._-]{0,100}")
+
+
+@dataclass(frozen=True)
+class Topics:
+    """The pipeline's topic names under a prefix: "" gives the contract's names (TOPIC_PAYMENTS, ...)."""
+
+    prefix: str = ""
+
+    def __post_init__(self) -> None:
+        if not _TOPIC_PREFIX.fullmatch(self.prefix):
+            raise ValueError(f"topic prefix {self.prefix!r}: use at most 100 of the characters A-Z a-z 0-9 . _ -")
+
+    @property
+    def streams(self) -> dict[str, str]:
+        """stream -> input topic (STREAM_TOPICS under the prefix)."""
+        return {stream: self.prefix + topic for stream, topic in STREAM_TOPICS.items()}
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        return tuple(self.streams.values())
+
+    @property
+    def deadletter(self) -> str:
+        return self.prefix + TOPIC_DEADLETTER
+
+    @property
+    def windows(self) -> str:
+        return self.prefix + TOPIC_WINDOWS
+
+    @property
+    def all(self) -> tuple[str, ...]:
+        return (*self.inputs, self.deadletter, self.windows)
 
 # Used only by `pulse demo` and tests when PULSE_PII_KEY is unset; never for real data.
 DEMO_PII_KEY = "demo-only-not-a-secret"
@@ -60,7 +97,15 @@ class Settings(BaseSettings):
     kafka_ssl_keyfile: Path | None = None
     metrics_port: int = 6066
     metrics_host: str = "127.0.0.1"
+    # Alertmanager receivers (deploy/alertmanager/render.sh): chat / operations centre, pager (empty: the
+    # webhook URL), and the dead man's switch PulseWatchdog pings (empty: no heartbeat is sent).
+    alert_webhook_url: str = "http://127.0.0.1:5001/alerts"
+    alert_critical_webhook_url: str = ""
+    alert_heartbeat_url: str = ""
     topic_partitions: int = 4
+    # Prepended to every topic name ("" = the contract's names). `pulse bench` and `pulse soak` set one of their
+    # own per run, so that they never write to the live topics.
+    topic_prefix: str = ""
 
     # Stream processing
     consumer_group: str = "adoption-pulse"
@@ -92,6 +137,16 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_means_plaintext(cls, value: object) -> object:
         return "PLAINTEXT" if value == "" else value
+
+    @field_validator("topic_prefix")
+    @classmethod
+    def _legal_topic_prefix(cls, value: str) -> str:
+        Topics(value)  # raises with the rule
+        return value
+
+    @property
+    def topics(self) -> Topics:
+        return Topics(self.topic_prefix)
 
     def resolved_clickhouse_url(self) -> str:
         return self.clickhouse_url or f"chdb://{self.state_dir / 'clickhouse'}"

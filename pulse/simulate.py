@@ -10,7 +10,7 @@ from pathlib import Path
 from prometheus_client import Counter, start_http_server
 
 from pulse.kafka_security import check_kafka_access, kafka_options
-from pulse.settings import DEMO_PII_KEY, STREAM_TOPICS, Settings
+from pulse.settings import DEMO_PII_KEY, Settings
 from simulators import scenario as scenarios
 from simulators.faults import FaultPlan, parse_faults
 from simulators.generate import Emitted, Generator
@@ -66,7 +66,8 @@ def run(options: SimulationOptions, settings: Settings) -> dict[str, object]:
         check_kafka_access(settings)
         producer = make_producer(settings.kafka_bootstrap, **kafka_options(settings))
         try:
-            counts = produce(events, producer, STREAM_TOPICS, rate=options.rate, deadline=deadline, on_event=count)
+            counts = produce(events, producer, settings.topics.streams, rate=options.rate, deadline=deadline,
+                             on_event=count)
         finally:
             producer.close(timeout=30)
     summary = generator.faults.summary()

@@ -34,7 +34,7 @@ from kafka.errors import KafkaError
 
 from pulse.bench import IsolatedRun, _truth_totals
 from pulse.kafka_tools import committed_offsets, end_offsets, wait_for_group
-from pulse.settings import STREAM_TOPICS, Settings
+from pulse.settings import Settings
 from pulse.simulate import SimulationOptions, build_generator
 from pulse.supervise import stop_process
 from simulators.faults import parse_faults
@@ -260,7 +260,7 @@ def worker_memory(worker_pid: int) -> tuple[float, int | None]:
 
 def group_progress(run: IsolatedRun, start: dict[TopicPartition, int]) -> tuple[int, int]:
     """(lag, stored): messages not yet committed by the run's group, and messages committed since `start`."""
-    ends = end_offsets(run.settings.kafka_bootstrap, STREAM_TOPICS.values(), run.security)
+    ends = end_offsets(run.settings.kafka_bootstrap, run.topics.inputs, run.security)
     committed = committed_offsets(run.settings.kafka_bootstrap, run.group, run.security)
     done = {tp: committed.get(tp, start.get(tp, 0)) for tp in ends}
     lag = sum(max(0, end - done[tp]) for tp, end in ends.items())
@@ -356,7 +356,7 @@ class Soak:
         generator = build_generator(options, self.settings)
         producer = make_producer(self.settings.kafka_bootstrap, **self.run.security)
         try:
-            counts = produce(generator.events(None), producer, STREAM_TOPICS, rate=self.options.rate,
+            counts = produce(generator.events(None), producer, self.run.topics.streams, rate=self.options.rate,
                              deadline=time.monotonic() + self.options.duration_s, on_event=self.accepted.add)
         finally:
             producer.close(timeout=30)
@@ -367,7 +367,7 @@ class Soak:
         self.end_outage()
         bootstrap, security = self.settings.kafka_bootstrap, self.run.security
         try:
-            wait_for_group(bootstrap, self.run.group, end_offsets(bootstrap, STREAM_TOPICS.values(), security),
+            wait_for_group(bootstrap, self.run.group, end_offsets(bootstrap, self.run.topics.inputs, security),
                            timeout_s=self.options.drain_timeout_s, security=security)
         except TimeoutError as error:
             self.say(str(error))
@@ -407,14 +407,22 @@ def run(settings: Settings, options: SoakOptions, say: Callable[[str], None] = p
     plan = fault_plan(options.duration_s, options.kill_every_s, options.outage_every_s, options.outage_s)
     say(f"soak: {options.minutes:g} min at {options.rate:,.0f} events/s, faults {options.faults}; "
         f"{sum(a == 'kill' for _, a in plan)} kills, {sum(a == 'outage-start' for _, a in plan)} sink outages; "
-        f"group {soak.run.group}")
+        f"group {soak.run.group}, topics {soak.run.prefix}* (deleted afterwards)")
+    soak.run.create_topics()
+    try:
+        return _run(soak, options, plan)
+    finally:
+        soak.run.delete_topics()
+
+
+def _run(soak: Soak, options: SoakOptions, plan: list[tuple[float, str]]) -> dict:
     previous_handler = signal.signal(signal.SIGTERM, _interrupt)
     worker = soak.start_worker()
     operator = threading.Thread(target=soak.operate, args=(worker, plan), name="soak-operator", daemon=True)
     operator.start()
     try:
         events, injected = soak.produce()
-        say(f"{soak.elapsed():6.0f} s  load stopped after {events:,} events; draining")
+        soak.say(f"{soak.elapsed():6.0f} s  load stopped after {events:,} events; draining")
         end_lag = soak.drain()
     finally:
         soak.done.set()

@@ -13,7 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from pulse.kafka_security import kafka_options
-from pulse.settings import TOPIC_WINDOWS, Settings
+from pulse.settings import Settings
 from schemas.provinces import provinces
 
 SPARK = "▁▂▃▄▅▆▇█"
@@ -83,7 +83,7 @@ def consume_into(board: WindowBoard, consumer: KafkaConsumer, budget_s: float) -
 
 def open_consumer(settings: Settings) -> KafkaConsumer:
     # No group: every viewer reads the compacted window topic from the start, independently.
-    return KafkaConsumer(TOPIC_WINDOWS, bootstrap_servers=settings.kafka_bootstrap, group_id=None,
+    return KafkaConsumer(settings.topics.windows, bootstrap_servers=settings.kafka_bootstrap, group_id=None,
                          auto_offset_reset="earliest", enable_auto_commit=False, **kafka_options(settings))
 
 

@@ -11,7 +11,7 @@ from pulse import __version__
 from pulse.errors import short_reason
 from pulse.kafka_security import check_kafka_access, faust_credentials
 from pulse.migrate import apply_migrations
-from pulse.settings import STREAM_TOPICS, TOPIC_DEADLETTER, TOPIC_WINDOWS, Settings
+from pulse.settings import Settings
 from pulse.store import open_warehouse
 from sinks.sink import ClickHouseSink
 from streams import metrics
@@ -29,7 +29,7 @@ def build_sink(settings: Settings) -> ClickHouseSink:
 def build_pipeline(settings: Settings, sink: ClickHouseSink) -> Pipeline:
     return Pipeline(
         sink,
-        topics={topic: stream for stream, topic in STREAM_TOPICS.items()},
+        topics={topic: stream for stream, topic in settings.topics.streams.items()},
         lateness_s=settings.allowed_lateness_s,
         max_message_bytes=settings.max_message_bytes,
     )
@@ -39,9 +39,9 @@ def stream_config(settings: Settings) -> StreamConfig:
     return StreamConfig(
         app_id=settings.consumer_group,
         broker=f"kafka://{settings.kafka_bootstrap}",
-        input_topics=tuple(STREAM_TOPICS.values()),
-        deadletter_topic=TOPIC_DEADLETTER,
-        windows_topic=TOPIC_WINDOWS,
+        input_topics=settings.topics.inputs,
+        deadletter_topic=settings.topics.deadletter,
+        windows_topic=settings.topics.windows,
         batch_max_events=settings.batch_max_events,
         batch_within_s=settings.batch_within_s,
         retry_max_s=settings.sink_retry_max_s,

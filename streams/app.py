@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 
 import orjson
+from aiokafka.structs import ConsumerRecord
 from faust.types import TP
 
 from streams import metrics
@@ -66,7 +67,7 @@ class Ingest:
         self.flushing = asyncio.Lock()
         self.in_flight: asyncio.Future | None = None
         self.last_offsets: dict[tuple[str, int], int] = {}
-        self.rate = _RateTracker()
+        self.last_timestamps: dict[tuple[str, int], float] = {}  # Kafka timestamp (s) of the last stored record
         metrics.SINK_BUFFER_LIMIT.set(2 * config.batch_max_events + BROKER_MAX_POLL_RECORDS)
 
     async def on_records(self, tp: TP, records: list) -> None:
@@ -99,9 +100,15 @@ class Ingest:
             for tp, records in batch:
                 if tp in assigned:  # a revoked partition's records are the new owner's to commit
                     self.app.consumer.ack_records(tp, records)
-                self.last_offsets[(tp.topic, tp.partition)] = records[-1].offset
-            self.rate.add(len(messages))
+                self._stored(tp, records[-1])
             self._publish(outcome)
+
+    def _stored(self, tp: TP, last: ConsumerRecord) -> None:
+        """Remember how far a partition is stored: once per partition and batch, not per record."""
+        stored_at = last.timestamp / 1000
+        self.last_offsets[(tp.topic, tp.partition)] = last.offset
+        self.last_timestamps[(tp.topic, tp.partition)] = stored_at
+        metrics.LAST_STORED_TIMESTAMP.labels(tp.topic, str(tp.partition)).set(stored_at)
 
     async def _store(self, messages: list[Message]) -> Outcome:
         delay = 0.2
@@ -166,42 +173,29 @@ def create_app(config: StreamConfig, pipeline: Pipeline) -> BulkApp:
 
     @app.timer(5.0)
     async def report_lag() -> None:
-        _report_lag(app, ingest.last_offsets, ingest.rate.per_second())
+        _report_lag(app, ingest.last_offsets, ingest.last_timestamps, time.time())
 
     return app
 
 
-class _RateTracker:
-    """Events per second over the last minute or so (for the lag-in-seconds estimate)."""
-
-    def __init__(self) -> None:
-        self.samples: list[tuple[float, int]] = []
-
-    def add(self, count: int) -> None:
-        now = time.monotonic()
-        self.samples.append((now, count))
-        while self.samples and self.samples[0][0] < now - 60:
-            self.samples.pop(0)
-
-    def per_second(self) -> float:
-        if len(self.samples) < 2:
-            return 0.0
-        span = self.samples[-1][0] - self.samples[0][0]
-        return sum(count for _, count in self.samples[1:]) / span if span > 0 else 0.0
-
-
-def _report_lag(app: BulkApp, last_offsets: dict[tuple[str, int], int], rate: float) -> None:
-    lag_by_topic: dict[str, int] = {}
+def _report_lag(app: BulkApp, last_offsets: dict[tuple[str, int], int], last_timestamps: dict[tuple[str, int], float],
+                now: float) -> None:
+    """Offsets and lag per assigned partition. Lag in seconds is measured on message timestamps: while a partition
+    has unstored messages, the stored data is as old as the last stored message (none stored yet by this worker:
+    unknown, left unset). The rules recompute it from pulse_last_stored_record_timestamp_seconds, so that it keeps
+    growing even when this timer stops."""
     for tp in app.consumer.assignment():
         highwater = app.consumer.highwater(tp)
         if highwater is None:
             continue
-        done = last_offsets.get((tp.topic, tp.partition), -1)
+        key = (tp.topic, tp.partition)
+        done = last_offsets.get(key, -1)
         lag = max(0, highwater - done - 1)
         labels = (tp.topic, str(tp.partition))
         metrics.LOG_END_OFFSET.labels(*labels).set(highwater)
         metrics.COMMITTED_OFFSET.labels(*labels).set(done + 1)
         metrics.LAG_MESSAGES.labels(*labels).set(lag)
-        lag_by_topic[tp.topic] = lag_by_topic.get(tp.topic, 0) + lag
-    for topic, lag in lag_by_topic.items():
-        metrics.LAG_SECONDS.labels(topic).set(lag / rate if rate > 0 else (0.0 if lag == 0 else float(lag)))
+        if lag == 0:
+            metrics.LAG_SECONDS.labels(*labels).set(0.0)
+        elif key in last_timestamps:
+            metrics.LAG_SECONDS.labels(*labels).set(max(0.0, now - last_timestamps[key]))

@@ -17,7 +17,13 @@ TOO_LATE = Counter("pulse_too_late_events_total", "Events beyond the allowed lat
 WATERMARK = Gauge("pulse_watermark_timestamp_seconds", "Event-time watermark", ["stream"])
 WATERMARK_LAG = Gauge("pulse_watermark_lag_seconds", "Wall clock minus watermark", ["stream"])
 LAG_MESSAGES = Gauge("pulse_consumer_lag_messages", "Log end minus committed offset", ["topic", "partition"])
-LAG_SECONDS = Gauge("pulse_consumer_lag_seconds", "Estimated time to drain the lag", ["topic"])
+LAG_SECONDS = Gauge(
+    "pulse_consumer_lag_seconds", "Age of the last stored message while the partition has a backlog, else 0",
+    ["topic", "partition"],
+)
+LAST_STORED_TIMESTAMP = Gauge(
+    "pulse_last_stored_record_timestamp_seconds", "Kafka timestamp of the last stored message", ["topic", "partition"]
+)
 COMMITTED_OFFSET = Gauge("pulse_consumer_committed_offset", "Last stored offset", ["topic", "partition"])
 LOG_END_OFFSET = Gauge("pulse_log_end_offset", "Broker log end offset", ["topic", "partition"])
 SINK_ROWS = Counter("pulse_sink_rows_written_total", "Rows inserted into ClickHouse", ["table"])

@@ -86,13 +86,18 @@ def bucket(column: str) -> str:
 
 def per_minute(expression: str) -> str:
     """A per-bucket sum as a per-minute rate, so the curve keeps its scale when the interval changes."""
-    return f"{expression} * 60 / greatest($__interval_s, 60)"
+    return f"{_operand(expression)} * 60 / greatest($__interval_s, 60)"
 
 
 def ratio(numerator: str, denominator: str) -> str:
     """numerator / denominator, NULL (shown as no value) when the denominator is 0."""
-    simple = re.fullmatch(r"[\w.]+(\([^()]*\))?", numerator)  # a column or one call needs no parentheses
-    return f"{numerator if simple else f'({numerator})'} / nullIf({denominator}, 0)"
+    return f"{_operand(numerator)} / nullIf({denominator}, 0)"
+
+
+def _operand(expression: str) -> str:
+    """The expression as the left operand of `*` or `/`: parenthesised unless it is a column or one call."""
+    simple = re.fullmatch(r"[\w.]+(\([^()]*\))?", expression)
+    return expression if simple else f"({expression})"
 
 
 def select(columns: Sequence[tuple[str, str]], rest: str) -> str:

@@ -1,7 +1,12 @@
 """End to end through the monitoring stack: malformed messages on Kafka -> the real `pulse worker` counts
 them as dead letters -> the real Prometheus (deploy/prometheus/rules/*.yml, evaluated every second)
-fires PulseDeadLetterBurst -> the real Alertmanager (deploy/alertmanager/alertmanager.yml, unchanged)
-posts it to the webhook receiver this test runs at the URL that config names (127.0.0.1:5001/alerts).
+fires PulseDeadLetterBurst -> the real Alertmanager, on deploy/alertmanager/alertmanager.yml.tmpl rendered by
+deploy/alertmanager/render.sh exactly as in compose (PULSE_ALERT_WEBHOOK_URL / PULSE_ALERT_HEARTBEAT_URL pointing
+at the webhook receiver this test runs on a free port) -> the receiver. Along the way: Prometheus scrapes itself
+and Alertmanager, and the always-firing PulseWatchdog reaches the heartbeat URL and nothing else.
+
+A second, fast test pushes alerts straight into the real Alertmanager to check the inhibit rules: a critical
+alert on one topic silences the warning of the same alert on that topic only.
 
 Before the burst, a cheap no-fire check: realistic traffic with a few dead letters (5% malformed) must
 leave the alert inactive (neither pending nor firing).
@@ -17,15 +22,15 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlsplit
+from datetime import UTC, datetime, timedelta
 
 import pytest
-import yaml
 from kafka import KafkaProducer
 
 from pulse.settings import TOPIC_PAYMENTS
 from tests.support.monitoring import (
-    ALERTMANAGER_CONFIG,
+    ALERTMANAGER_JOB,
+    PROMETHEUS_JOB,
     STOP_WAIT_S,
     WORKER_JOB,
     Alertmanager,
@@ -43,29 +48,23 @@ RUNBOOK_ANCHOR = "#pulsedeadletterburst"
 TARGET_UP_TIMEOUT_S = 60
 FIRING_TIMEOUT_S = 120  # from the start of the burst until Prometheus reports the alert firing
 WEBHOOK_TIMEOUT_S = 30  # from firing in Prometheus until the webhook got it (group_wait is 1s)
+HEARTBEAT_TIMEOUT_S = 90  # Prometheus resends a firing alert every minute
 BURST_RATE = 100  # malformed messages per second
 BURST_MAX_S = FIRING_TIMEOUT_S + WEBHOOK_TIMEOUT_S
 VALID_EVENTS = 400
 VALID_RATE = 100
 
 
-def webhook_address() -> tuple[str, int, str]:
-    """(host, port, path) of the webhook every receiver in alertmanager.yml posts to; they must agree."""
-    config = yaml.safe_load(ALERTMANAGER_CONFIG.read_text(encoding="utf-8"))
-    urls = {hook["url"] for receiver in config["receivers"] for hook in receiver.get("webhook_configs", [])}
-    assert len(urls) == 1, f"{ALERTMANAGER_CONFIG}: expected one webhook URL for all receivers, got {sorted(urls)}"
-    url = urlsplit(urls.pop())
-    assert url.scheme == "http" and url.hostname == "127.0.0.1" and url.port, (
-        f"{ALERTMANAGER_CONFIG}: the webhook must be http://127.0.0.1:<port>/..., got {url.geturl()}")
-    return url.hostname, url.port, url.path or "/"
+ALERTS_PATH = "/alerts"
+HEARTBEAT_PATH = "/heartbeat"
+WATCHDOG = "PulseWatchdog"
 
 
 # --- fixtures: each stops what it started, whatever happens --------------------------------------
 
 @pytest.fixture
 def webhook() -> Iterator[WebhookReceiver]:
-    host, port, path = webhook_address()
-    receiver = WebhookReceiver(host, port, path)
+    receiver = WebhookReceiver(paths=(ALERTS_PATH, HEARTBEAT_PATH))
     try:
         yield receiver
     finally:
@@ -74,7 +73,8 @@ def webhook() -> Iterator[WebhookReceiver]:
 
 @pytest.fixture
 def alertmanager(tmp_path: Path, webhook: WebhookReceiver) -> Iterator[Alertmanager]:
-    manager = Alertmanager(tmp_path / "alertmanager")
+    manager = Alertmanager(tmp_path / "alertmanager", webhook_url=webhook.url(ALERTS_PATH),
+                           heartbeat_url=webhook.url(HEARTBEAT_PATH))
     try:
         manager.wait_ready()
         yield manager
@@ -166,8 +166,8 @@ def scalar(prometheus: Prometheus, expr: str) -> float | None:
     return float(result[0]["value"][1]) if result else None
 
 
-def webhook_alerts(webhook: WebhookReceiver, status: str = "firing") -> list[dict]:
-    return [a for a in webhook.alerts() if a["labels"].get("alertname") == ALERT and a.get("status") == status]
+def webhook_alerts(webhook: WebhookReceiver, status: str = "firing", name: str = ALERT) -> list[dict]:
+    return [a for a in webhook.alerts() if a["labels"].get("alertname") == name and a.get("status") == status]
 
 
 def diagnostics(prometheus: Prometheus, worker: WorkerProcess, alertmanager: Alertmanager,
@@ -178,6 +178,7 @@ def diagnostics(prometheus: Prometheus, worker: WorkerProcess, alertmanager: Ale
         parts.append(f"dead-lettered: {prometheus.query('pulse_events_deadlettered_total')}")
         parts.append(f"consumed: {prometheus.query('pulse_events_consumed_total')}")
         parts.append(f"{ALERT} in Prometheus: {prometheus.alerts(ALERT)}")
+        parts.append(f"all alerts in Prometheus: {[a['labels'] for a in prometheus.api('alerts')['alerts']]}")
         parts.append(f"targets: {prometheus.targets(WORKER_JOB)}")
     except Exception as error:  # noqa: BLE001 (diagnostics only)
         parts.append(f"(Prometheus API failed: {error!r})")
@@ -274,4 +275,68 @@ def test_dead_letter_burst_fires_and_reaches_the_webhook(
     runbook = alert["annotations"].get("runbook_url", "")
     assert runbook.endswith(RUNBOOK_ANCHOR), f"runbook_url {runbook!r} should end with {RUNBOOK_ANCHOR}"
     assert alert["annotations"].get("summary"), alert
+    assert alert["path"] == ALERTS_PATH, alert
+
+    # --- the alerting path watches itself ---------------------------------------------------------
+    def self_scraped() -> bool:
+        healthy()
+        up = prometheus.query(f'up{{job=~"{PROMETHEUS_JOB}|{ALERTMANAGER_JOB}"}} == 1')
+        return {sample["metric"]["job"] for sample in up} == {PROMETHEUS_JOB, ALERTMANAGER_JOB}
+
+    wait_until(self_scraped, TARGET_UP_TIMEOUT_S, "Prometheus scraping itself and Alertmanager", describe=describe)
+    wait_until(lambda: (scalar(prometheus, 'sum(alertmanager_notifications_total{integration="webhook"})') or 0) > 0,
+               TARGET_UP_TIMEOUT_S, "Alertmanager's notification counters in Prometheus", describe=describe)
+    assert scalar(prometheus, "sum(alertmanager_notifications_failed_total)") == 0, describe()
+    # Prometheus drops what it sends before it has found Alertmanager and resends firing alerts once a
+    # minute (--rules.alert.resend-delay), so the first heartbeat may take that long.
+    heartbeats = wait_until(lambda: webhook_alerts(webhook, name=WATCHDOG), HEARTBEAT_TIMEOUT_S,
+                            f"{WATCHDOG} at the heartbeat URL", describe=describe)
+    assert {(a["path"], a["receiver"]) for a in heartbeats} == {(HEARTBEAT_PATH, "pulse-heartbeat")}, heartbeats
+    assert all(a["path"] == ALERTS_PATH for a in webhook.alerts() if a["labels"]["alertname"] != WATCHDOG)
+    assert not webhook.errors, webhook.errors
+
+
+# --- inhibition ----------------------------------------------------------------------------------
+
+INHIBIT_TIMEOUT_S = 30
+
+
+def lag_alert(topic: str, severity: str) -> dict:
+    now = datetime.now(UTC)
+    return {
+        "labels": {"alertname": "PulseConsumerLagHigh", "severity": severity, "topic": topic,
+                   "job": "pulse-worker", "instance": "127.0.0.1:6066"},
+        "annotations": {"summary": f"lag on {topic}"},
+        "startsAt": now.isoformat(), "endsAt": (now + timedelta(minutes=10)).isoformat(),
+    }
+
+
+@pytest.mark.timeout(120)
+def test_critical_alert_on_one_topic_inhibits_the_warning_on_that_topic_only(
+    webhook: WebhookReceiver, alertmanager: Alertmanager,
+) -> None:
+    payments, dossiers = "pulse.payments.vietqr", "pulse.dossiers.events"
+    alertmanager.post_alerts([lag_alert(payments, "critical"), lag_alert(payments, "warning"),
+                              lag_alert(dossiers, "warning")])
+
+    def states() -> dict[tuple[str, str], str]:
+        alertmanager.check_alive()
+        return {(a["labels"]["topic"], a["labels"]["severity"]): a["status"]["state"]
+                for a in alertmanager.alerts() if a["labels"].get("alertname") == "PulseConsumerLagHigh"}
+
+    expected = {(payments, "critical"): "active", (payments, "warning"): "suppressed",
+                (dossiers, "warning"): "active"}
+    wait_until(lambda: states() == expected, INHIBIT_TIMEOUT_S,
+               f"Alertmanager to inhibit exactly the payments warning (expected {expected})",
+               describe=lambda: f"states: {states()}\n{alertmanager.log_tail(1500)}")
+
+    def delivered() -> set[tuple[str, str, str]]:
+        return {(a["labels"]["topic"], a["labels"]["severity"], a["receiver"])
+                for a in webhook_alerts(webhook, name="PulseConsumerLagHigh")}
+
+    wanted = {(payments, "critical", "pulse-critical"), (dossiers, "warning", "pulse-default")}
+    wait_until(lambda: delivered() >= wanted, INHIBIT_TIMEOUT_S, f"the webhook to receive {wanted}",
+               describe=lambda: f"delivered: {delivered()}\n{alertmanager.log_tail(1500)}")
+    time.sleep(2)  # a group_wait (1s) more: the inhibited warning must still not arrive
+    assert delivered() == wanted, delivered()
     assert not webhook.errors, webhook.errors

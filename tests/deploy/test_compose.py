@@ -7,6 +7,7 @@ No Docker engine is needed: the files are parsed and checked against each other.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import xml.etree.ElementTree as ET
@@ -356,7 +357,8 @@ def test_mount_targets(services):
     assert "--config.file=/etc/prometheus/prometheus.yml" in services["prometheus"].get("command", [])
 
     alertmanager = binds("alertmanager")
-    assert alertmanager["/etc/alertmanager/alertmanager.yml"] == (REPO / "deploy/alertmanager/alertmanager.yml").resolve()
+    assert alertmanager["/etc/alertmanager/pulse"] == (REPO / "deploy/alertmanager").resolve()
+    assert (alertmanager["/etc/alertmanager/pulse"] / "alertmanager.yml.tmpl").is_file()
 
 
 def test_ports_are_unique_and_expected(services):
@@ -590,6 +592,42 @@ def test_kafka_init_script_runs(services, tmp_path):
     assert set(creates) == set(TOPICS)
     assert "--config cleanup.policy=compact" in creates["pulse.windows"]
     assert all("--replication-factor 1" in c for c in creates.values())
+
+
+def test_alertmanager_renders_its_receivers_from_env_and_starts_on_them(services, tmp_path):
+    """Run the alertmanager service's command (after compose interpolation) with the repository's
+    deploy/alertmanager in place of the mount and a stub in place of /bin/alertmanager: the rendered
+    configuration carries the .env URLs and is the file Alertmanager is started with."""
+    import subprocess
+
+    svc = services["alertmanager"]
+    assert svc["entrypoint"] == ["/bin/sh", "-ec"]
+    (script,) = svc["command"]
+    env = {name: interpolate(value, {"PULSE_ALERT_WEBHOOK_URL": "https://chat.example/hooks/ops?token=a&b=c",
+                                     "PULSE_ALERT_HEARTBEAT_URL": "https://heartbeat.example/ping/1"})
+           for name, value in environment_of(svc).items()}
+    stub = tmp_path / "alertmanager"
+    stub.write_text('#!/bin/sh\nprintf "%s\\n" "$@" > "$(dirname "$0")/args"\n')
+    stub.chmod(0o755)
+    for container_path, here in (("/etc/alertmanager/pulse", str(REPO / "deploy/alertmanager")),
+                                 (" /alertmanager/alertmanager.yml", f" {tmp_path}/alertmanager.yml"),
+                                 ("=/alertmanager/alertmanager.yml", f"={tmp_path}/alertmanager.yml"),
+                                 ("--storage.path=/alertmanager", f"--storage.path={tmp_path}"),
+                                 ("exec /bin/alertmanager", f"exec {stub}")):
+        assert container_path in script, container_path
+        script = script.replace(container_path, here)
+    subprocess.run(["sh", "-ec", script], check=True, timeout=30, capture_output=True,
+                   env={"PATH": os.environ["PATH"], **env})
+    args = (tmp_path / "args").read_text().split()
+    assert f"--config.file={tmp_path}/alertmanager.yml" in args
+    config = load_yaml(tmp_path / "alertmanager.yml")
+    urls = {r["name"]: [w["url"] for w in r.get("webhook_configs", [])] for r in config["receivers"]}
+    assert urls == {"pulse-default": ["https://chat.example/hooks/ops?token=a&b=c"],
+                    "pulse-critical": ["https://chat.example/hooks/ops?token=a&b=c"],
+                    "pulse-info": ["https://chat.example/hooks/ops?token=a&b=c"],
+                    "pulse-heartbeat": ["https://heartbeat.example/ping/1"]}
+    with pytest.raises(LookupError):  # compose itself refuses to start without the webhook URL
+        interpolate(environment_of(svc)["PULSE_ALERT_WEBHOOK_URL"], {})
 
 
 def test_kafka_mirrors_the_local_broker_config(services):

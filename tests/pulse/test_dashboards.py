@@ -204,6 +204,26 @@ def test_variables_list_regions_and_provinces(client: Any, sample_store: SampleS
     assert ("96", "96 Cà Mau") in mekong.result_rows
 
 
+def test_activations_per_minute_by_level_add_up_to_all_activations(client: Any, sample_store: SampleStore) -> None:
+    """Level 1 + level 2 per minute equals all activations per minute, bucket by bucket: a rate scale applied
+    to only part of `sum(a) - sum(b)` (missing parentheses) breaks this at any interval above one minute."""
+    [panel] = [p for p in BOARDS["pulse-identity"]["panels"] if p["title"].endswith("/ Activations per minute")]
+    codes, _, interval_s = SELECTIONS["one-province"]
+    assert interval_s > 60, "the check needs buckets of several minutes"
+    shown = _run(client, sample_store, panel["targets"][0]["rawSql"], "one-province")
+    assert list(shown.column_names) == ["time", "level1", "level2"]
+    direct = client.query(
+        f"SELECT toStartOfInterval(window_start, INTERVAL {interval_s} SECOND) AS time, "
+        f"sum(activations) * 60 / {interval_s} FROM pulse.id_activations_1m FINAL "
+        f"WHERE province_code IN ({', '.join(repr(c) for c in codes)}) "
+        f"AND window_start >= %(start)s AND window_start <= %(end)s GROUP BY time ORDER BY time",
+        parameters={"start": sample_store.start, "end": sample_store.end})
+    expected = {row[0].replace(tzinfo=None): float(row[1]) for row in direct.result_rows}
+    got = {row[0].replace(tzinfo=None): float(row[1] or 0) + float(row[2] or 0) for row in shown.result_rows}
+    assert len(expected) >= 10 and any(expected.values()), expected
+    assert got == pytest.approx(expected), "level 1 + level 2 per minute differs from all activations per minute"
+
+
 # ---------------------------------------------------------------------------------------------- (c) PromQL
 
 _KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "bool", "and", "or", "unless",

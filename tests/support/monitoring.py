@@ -24,12 +24,15 @@ from typing import Any
 import pytest
 import yaml
 
+from pulse.alertmanager_config import render_alertmanager_config
+
 ROOT = Path(__file__).resolve().parents[2]
 PROM_DIR = ROOT / "deploy" / "prometheus"
 PROM_CONFIG = PROM_DIR / "prometheus.yml"
 RULES_DIR = PROM_DIR / "rules"
-ALERTMANAGER_CONFIG = ROOT / "deploy" / "alertmanager" / "alertmanager.yml"
 WORKER_JOB = "pulse-worker"
+PROMETHEUS_JOB = "prometheus"
+ALERTMANAGER_JOB = "alertmanager"
 
 STOP_WAIT_S = 10.0
 LOG_TAIL_CHARS = 3000
@@ -134,17 +137,20 @@ def terminate(process: subprocess.Popen, wait_s: float = STOP_WAIT_S) -> int | N
 
 def prometheus_config(worker_target: str, alertmanager_target: str, interval: str = "1s",
                       source: Path = PROM_CONFIG) -> dict:
-    """deploy/prometheus/prometheus.yml adapted to one test: only the worker job (at `worker_target`),
-    alerts to `alertmanager_target`, absolute rule file paths and short intervals."""
+    """deploy/prometheus/prometheus.yml adapted to one test: the worker job (at `worker_target`) and the
+    alerting path's own jobs (Alertmanager at `alertmanager_target`; Prometheus itself, whose address
+    `Prometheus` fills in), alerts to `alertmanager_target`, absolute rule file paths and short intervals."""
     with source.open(encoding="utf-8") as handle:
         config = yaml.safe_load(handle)
-    jobs = [job for job in config.get("scrape_configs", []) if job.get("job_name") == WORKER_JOB]
-    assert jobs, f"{source} has no scrape job {WORKER_JOB!r} (the alert rules select on it)"
-    worker_job = jobs[0]
-    worker_job["static_configs"] = [{"targets": [worker_target]}]
-    worker_job.pop("scrape_interval", None)
-    worker_job.pop("scrape_timeout", None)
-    config["scrape_configs"] = [worker_job]
+    targets = {WORKER_JOB: worker_target, ALERTMANAGER_JOB: alertmanager_target, PROMETHEUS_JOB: None}
+    jobs = {job.get("job_name"): job for job in config.get("scrape_configs", []) if job.get("job_name") in targets}
+    missing = sorted(set(targets) - set(jobs))
+    assert not missing, f"{source} has no scrape job {missing} (the alert rules select on them)"
+    for name, job in jobs.items():
+        job["static_configs"] = [{"targets": [targets[name]]}] if targets[name] else job["static_configs"]
+        job.pop("scrape_interval", None)
+        job.pop("scrape_timeout", None)
+    config["scrape_configs"] = list(jobs.values())
     config["global"] = {**config.get("global", {}), "scrape_interval": interval, "scrape_timeout": interval,
                         "evaluation_interval": interval}
     config["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": [alertmanager_target]}]}]}
@@ -161,6 +167,9 @@ class Prometheus(ManagedProcess):
         self.url = f"http://127.0.0.1:{self.port}"
         workdir.mkdir(parents=True, exist_ok=True)
         self.config_path = workdir / "prometheus.yml"
+        for job in config.get("scrape_configs", []):
+            if job.get("job_name") == PROMETHEUS_JOB:  # scrapes itself, wherever this test put it
+                job["static_configs"] = [{"targets": [f"127.0.0.1:{self.port}"]}]
         self.config_path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
         super().__init__("prometheus", [
             binary, f"--config.file={self.config_path}", f"--storage.tsdb.path={workdir / 'data'}",
@@ -195,11 +204,16 @@ class Prometheus(ManagedProcess):
 
 
 class Alertmanager(ManagedProcess):
-    def __init__(self, workdir: Path, config: Path = ALERTMANAGER_CONFIG) -> None:
+    """deploy/alertmanager/alertmanager.yml.tmpl rendered by deploy/alertmanager/render.sh (as in compose)
+    with the receivers at `webhook_url` / `heartbeat_url`."""
+
+    def __init__(self, workdir: Path, webhook_url: str, heartbeat_url: str = "") -> None:
         binary = require_binary("prometheus-alertmanager", "ALERTMANAGER", "prometheus-alertmanager")
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         workdir.mkdir(parents=True, exist_ok=True)
+        config = render_alertmanager_config(workdir / "alertmanager.yml", webhook_url, heartbeat_url=heartbeat_url)
+        self.config_path = config
         super().__init__("alertmanager", [
             binary, f"--config.file={config}", f"--storage.path={workdir / 'data'}",
             f"--web.listen-address=127.0.0.1:{self.port}", "--cluster.listen-address=",
@@ -214,14 +228,22 @@ class Alertmanager(ManagedProcess):
     def alerts(self) -> list[dict]:
         return http_json(f"{self.url}/api/v2/alerts")
 
+    def post_alerts(self, alerts: list[dict]) -> None:
+        """Push alerts as Prometheus would (API v2)."""
+        request = urllib.request.Request(f"{self.url}/api/v2/alerts", data=json.dumps(alerts).encode(),
+                                         headers={"Content-Type": "application/json"}, method="POST")
+        with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310 (127.0.0.1 only)
+            assert response.status == 200, response.status
+
 
 # --- webhook receiver ----------------------------------------------------------------------------
 
 class WebhookReceiver:
-    """Collects the JSON bodies Alertmanager POSTs to http://host:port/<path>."""
+    """Collects the JSON bodies Alertmanager POSTs to http://127.0.0.1:<port><path> for each of `paths`
+    (port 0: a free one, chosen by the kernel)."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 5001, path: str = "/alerts") -> None:
-        self.host, self.port, self.path = host, port, path
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, paths: tuple[str, ...] = ("/alerts",)) -> None:
+        self.host, self.paths = host, paths
         self.payloads: list[dict] = []
         self.errors: list[str] = []
         self._lock = threading.Lock()
@@ -236,8 +258,8 @@ class WebhookReceiver:
                     receiver._record_error(f"{self.path}: not JSON ({error}): {body[:200]!r}")
                     self.send_response(400)
                 else:
-                    if self.path == receiver.path:
-                        receiver._record(payload)
+                    if self.path in receiver.paths:
+                        receiver._record({**payload, "_path": self.path})
                         self.send_response(200)
                     else:
                         receiver._record_error(f"POST to unexpected path {self.path}")
@@ -257,17 +279,16 @@ class WebhookReceiver:
         except OSError as error:
             if error.errno != errno.EADDRINUSE:
                 raise
-            in_use = True
-        else:
-            in_use = False
-        if in_use:
-            pytest.fail(f"cannot start the Alertmanager webhook receiver: {host}:{port} is already in use "
-                            f"(deploy/alertmanager/alertmanager.yml posts to http://{host}:{port}{path}). Stop "
-                            f"whatever listens there (`ss -ltnp | grep :{port}`), e.g. a running `pulse demo` "
-                            "or another run of this test.", pytrace=False)
+            pytest.fail(f"cannot start the Alertmanager webhook receiver: {host}:{port} is already in use",
+                        pytrace=False)
+        self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.2},
-                                        name=f"webhook-{port}", daemon=True)
+                                        name=f"webhook-{self.port}", daemon=True)
         self._thread.start()
+
+    def url(self, path: str) -> str:
+        assert path in self.paths, path
+        return f"http://{self.host}:{self.port}{path}"
 
     def _record(self, payload: dict) -> None:
         with self._lock:
@@ -282,8 +303,9 @@ class WebhookReceiver:
             return list(self.payloads)
 
     def alerts(self) -> list[dict]:
-        """Every alert of every payload, each with the payload's `receiver` and `status` added."""
-        return [{**alert, "payload_status": payload.get("status"), "receiver": payload.get("receiver")}
+        """Every alert of every payload, each with the payload's `receiver`, `status` and URL path added."""
+        return [{**alert, "payload_status": payload.get("status"), "receiver": payload.get("receiver"),
+                 "path": payload["_path"]}
                 for payload in self.received() for alert in payload.get("alerts", [])]
 
     def stop(self, wait_s: float = STOP_WAIT_S) -> None:
