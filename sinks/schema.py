@@ -6,6 +6,8 @@ from pathlib import Path
 
 from clickhouse_connect.driver.client import Client
 
+from sinks.reference import load_reference_data
+
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 _STATEMENT_END = re.compile(r";\s*(?:\n|$)")
 
@@ -40,4 +42,5 @@ def migrate(client: Client, database: str) -> list[str]:
             client.command(statement.replace("{db}", database))
         client.insert(f"{database}.schema_migrations", [[number, path.name]], column_names=["version", "name"])
         newly_applied.append(path.name)
+    load_reference_data(client, database)  # the reference tables come with migration 0007
     return newly_applied
