@@ -505,4 +505,88 @@ def pipeline() -> JSON:
     )
 
 
-DASHBOARDS: tuple[Callable[[], JSON], ...] = (overview, cashless, public_services, identity, pipeline)
+# ---------------------------------------------------------------------------------------------- KPIs and ranking
+# From the views pulse.kpi_daily (local days) and pulse.service_index_monthly, and the pulse.targets table:
+# docs/service-index.md. Days and months are Asia/Ho_Chi_Minh dates, so the range is cut on local dates.
+
+LOCAL_DAYS = ("day >= toDate($__fromTime, 'Asia/Ho_Chi_Minh') AND day <= toDate($__toTime, 'Asia/Ho_Chi_Minh')")
+LOCAL_MONTHS = ("month >= toStartOfMonth(toDate($__fromTime, 'Asia/Ho_Chi_Minh')) "
+                "AND month <= toDate($__toTime, 'Asia/Ho_Chi_Minh')")
+INDEX_GROUPS = [("publicity", "Công khai / Publicity (18)"), ("progress", "Tiến độ / Progress (20)"),
+                ("digitization", "Số hóa / Digitization (22)"), ("online_service", "Trực tuyến / Online (22)"),
+                ("satisfaction", "Hài lòng / Satisfaction (18)"), ("total", "Tổng / Total (100)")]
+DAILY_KPIS = [("online_dossier_rate", "Trực tuyến / Online"), ("on_time_rate", "Đúng hạn / On time"),
+              ("vneid_auth_rate", "VNeID"), ("electronic_result_rate", "KQ điện tử / Electronic result"),
+              ("overdue_open", "Quá hạn đang mở / Overdue open")]
+ATTAINMENT_STEPS: tuple[Step, ...] = (("red", None), ("yellow", 0.9), ("green", 1.0))
+INDEX_STEPS: tuple[Step, ...] = (("red", None), ("yellow", 70), ("green", 85))
+
+
+def _kpi_ratio(kpi: str) -> str:
+    return ratio(f"sumIf(numerator, kpi = '{kpi}')", f"sumIf(denominator, kpi = '{kpi}')")
+
+
+def _index_ranking() -> JSON:
+    """All 34 units ranked by their mean monthly index over the range (the province filter does not apply:
+    a rank is among all 34)."""
+    groups = ",\n    ".join(f"avg({name}) AS {name}" for name, _ in INDEX_GROUPS)
+    inner = (f"SELECT province_code,\n    {groups}\nFROM pulse.service_index_monthly\nWHERE {LOCAL_MONTHS}\n"
+             "GROUP BY province_code")
+    items = [("if(isNull(s.total), NULL, rank() OVER (ORDER BY s.total DESC NULLS LAST))", "rank"),
+             ("p.code", "code"), ("p.name", "province"), *[(f"s.{name}", name) for name, _ in INDEX_GROUPS]]
+    sql = select(items, f"FROM {provinces_table()} AS p\nLEFT JOIN (\n{inner}\n) AS s ON s.province_code = p.code"
+                        "\nORDER BY s.total IS NULL, s.total DESC, code\nSETTINGS join_use_nulls = 1")
+    columns = [Column("rank", "Hạng / Rank", "none", None, 0), Column("code", "Mã / Code"),
+               Column("province", "Tỉnh, thành / Province"),
+               *[Column(name, label, "none", INDEX_STEPS if name == "total" else None, 1)
+                 for name, label in INDEX_GROUPS]]
+    return table("Xếp hạng 34 tỉnh theo Chỉ số 766 / 34-province ranking, Decision 766 index", sql, columns,
+                 description="Mean monthly Decision 766 index (five groups, 100 points) over the months of the range, "
+                             "all 34 units ranked; no rank without a total (a group without data). Formulas and "
+                             "their assumptions: docs/service-index.md.", size=(24, 14))
+
+
+def _attainment() -> JSON:
+    """Each selected province's KPI over the range against its target for the range's (last) year."""
+    inner = select([("province_code", "province_code"), ("kpi", "kpi"), ("toYear(max(day))", "year"),
+                    (ratio("sum(numerator)", "sum(denominator)"), "value")],
+                   f"FROM pulse.kpi_daily\nWHERE {LOCAL_DAYS} AND province_code IN (${{province:singlequote}})"
+                   "\nGROUP BY province_code, kpi")
+    items = [("k.kpi", "kpi"), ("k.province_code", "code"), ("p.name", "province"), ("k.value", "value"),
+             ("t.target", "target"), (ratio("k.value", "t.target"), "attainment"), ("t.source", "source")]
+    sql = select(items, f"FROM (\n{inner}\n) AS k\n"
+                        "INNER JOIN pulse.targets AS t ON t.province_code = k.province_code AND t.kpi = k.kpi "
+                        f"AND t.year = k.year\nINNER JOIN {provinces_table()} AS p ON p.code = k.province_code"
+                        "\nORDER BY kpi, attainment, code")
+    columns = [Column("kpi", "Chỉ số / KPI"), Column("code", "Mã / Code"), Column("province", "Tỉnh / Province"),
+               Column("value", "Đạt / Value", PERCENT, None, 1), Column("target", "Mục tiêu / Target", PERCENT, None, 0),
+               Column("attainment", "Mức đạt / Attainment", PERCENT, ATTAINMENT_STEPS, 0),
+               Column("source", "Nguồn / Source")]
+    return table("Mức đạt mục tiêu / Target attainment", sql, columns,
+                 description="KPI over the range (summed numerators ÷ summed denominators of pulse.kpi_daily) "
+                             "÷ the province's target for that year (pulse.targets, with its source); below 100 % "
+                             "is behind target.", size=(24, 12))
+
+
+def kpis() -> JSON:
+    index = stat("Chỉ số 766 trung bình / Mean Decision 766 index",
+                 select([("avg(total)", "value")], f"FROM pulse.service_index_monthly\nWHERE {LOCAL_MONTHS} "
+                                                  f"AND province_code IN (${{province:singlequote}})"),
+                 unit="none", steps=INDEX_STEPS, size=(6, 8),
+                 description="Mean of the selected provinces' monthly index totals (of 100) over the range.")
+    daily_items = [("toDateTime(day)", "time"), *[(_kpi_ratio(kpi), kpi) for kpi, _ in DAILY_KPIS]]
+    daily = timeseries("KPI theo ngày / KPIs per local day",
+                       select(daily_items, f"FROM pulse.kpi_daily\nWHERE {LOCAL_DAYS} AND "
+                                           "province_code IN (${province:singlequote})\nGROUP BY time\nORDER BY time"),
+                       [Column(kpi, label) for kpi, label in DAILY_KPIS], unit=PERCENT, size=(18, 8),
+                       description="Daily KPIs of pulse.kpi_daily (days in Asia/Ho_Chi_Minh), selected provinces together.")
+    return dashboard(
+        "pulse-kpis", "Chỉ số, mục tiêu, xếp hạng / KPIs, targets and ranking",
+        description="Daily adoption KPIs, attainment of provincial and national targets, and the Decision 766 "
+                    "index ranking of the 34 units.",
+        panels=[index, daily, _attainment(), _index_ranking()], variables=[region_variable(), province_variable()],
+        tags=["kpi", "ranking"], time_from="now-30d",
+    )
+
+
+DASHBOARDS: tuple[Callable[[], JSON], ...] = (overview, cashless, public_services, identity, pipeline, kpis)

@@ -111,4 +111,6 @@ FROM
     (
         SELECT countIf(eligible_full_process) AS procedures FROM {db}.procedure_catalogue
     ) AS eligible
-);
+)
+-- The view's own joins keep their meaning whatever join_use_nulls the reading query sets.
+SETTINGS join_use_nulls = 0;

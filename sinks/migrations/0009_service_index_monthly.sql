@@ -45,4 +45,5 @@ LEFT JOIN
         HAVING countIf(stage = 'submitted') > 0
     )
     GROUP BY month, province_code
-) AS published USING (month, province_code);
+) AS published USING (month, province_code)
+SETTINGS join_use_nulls = 0;

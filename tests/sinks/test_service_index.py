@@ -3,7 +3,6 @@ and kpi_daily reading the reference tables, on the hand-written event set of tes
 stored through the pipeline core into a real chDB (no Kafka: test_kpi_daily.py covers the broker path)."""
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from datetime import date
 
@@ -11,26 +10,12 @@ import pytest
 
 from sinks.client import Warehouse
 from sinks.sink import ClickHouseSink
-from streams.pipeline import Message, Pipeline
-from tests.support.kpi_events import ELIGIBLE, OFFERED_01, hand_events
-
-TOPICS = {"payment": "pulse.payments.vietqr", "dossier": "pulse.dossiers.events",
-          "id_activation": "pulse.identity.activations"}
-STREAMS = {"pulse.payments.vietqr": "payments", "pulse.dossiers.events": "dossiers",
-           "pulse.identity.activations": "identity"}
-
+from tests.support.kpi_events import ELIGIBLE, OFFERED_01, hand_events, store_through_pipeline
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClickHouseSink]:
     sink = ClickHouseSink(Warehouse(f"chdb://{tmp_path_factory.mktemp('index') / 'ch'}", keep_open=True))
-    offsets: dict[str, int] = {}
-    messages = []
-    for event in hand_events():
-        topic = TOPICS[event["type"]]
-        offsets[topic] = offsets.get(topic, -1) + 1
-        messages.append(Message(topic, 0, offsets[topic], b"k", json.dumps(event).encode(), 0.0))
-    outcome = Pipeline(sink, STREAMS, lateness_s=600, max_message_bytes=100_000).process(messages)
-    assert outcome.accepted == len(messages)
+    assert store_through_pipeline(sink) == len(hand_events())
     yield sink
     sink.close()
 

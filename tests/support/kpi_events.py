@@ -151,6 +151,22 @@ EXPECTED: dict[tuple[str, str, str], tuple[int, int]] = {
 }
 
 
+def store_through_pipeline(sink) -> int:  # noqa: ANN001 - sinks.sink.ClickHouseSink (kept out of imports)
+    """Store hand_events() with the pipeline core (no Kafka), as the worker would; returns events accepted."""
+    from streams.pipeline import Message, Pipeline
+
+    topics = {"payment": "pulse.payments.vietqr", "dossier": "pulse.dossiers.events",
+              "id_activation": "pulse.identity.activations"}
+    streams = dict(zip(topics.values(), ("payments", "dossiers", "identity")))
+    offsets: dict[str, int] = {}
+    messages = []
+    for event in hand_events():
+        topic = topics[event["type"]]
+        offsets[topic] = offsets.get(topic, -1) + 1
+        messages.append(Message(topic, 0, offsets[topic], b"k", json.dumps(event).encode(), 0.0))
+    return Pipeline(sink, streams, lateness_s=600, max_message_bytes=100_000).process(messages).accepted
+
+
 def write_jsonl(path: Path) -> Path:
     path.write_text("".join(json.dumps(event) + "\n" for event in hand_events()), encoding="utf-8")
     return path
