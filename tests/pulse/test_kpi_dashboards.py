@@ -13,7 +13,7 @@ from pulse.dashboards.macros import expand
 from schemas.provinces import provinces
 from sinks.client import Warehouse
 from sinks.sink import ClickHouseSink
-from tests.support.kpi_events import ELIGIBLE, OFFERED_01, hand_events, store_through_pipeline
+from tests.support.kpi_events import ELIGIBLE, OFFERED_01, OFFERED_79, hand_events, store_through_pipeline
 
 ICT = timezone(timedelta(hours=7))
 RANGE = (datetime(2026, 3, 2, tzinfo=ICT), datetime(2026, 3, 3, 23, 59, tzinfo=ICT))
@@ -45,11 +45,13 @@ def test_mean_index_of_the_selected_provinces(client: Any) -> None:
 
 
 def test_daily_kpis_are_ratios_of_summed_counts_per_local_day(client: Any) -> None:
-    # columns: time, online_dossier_rate, on_time_rate, vneid_auth_rate, electronic_result_rate, overdue_open
+    # columns: time, online_dossier_rate, on_time_rate, vneid_auth_rate, electronic_result_rate, overdue_open,
+    # online_payment_rate, full_process_offer_rate
     d1, d2 = rows(client, "KPIs per local day")
     assert d1[0].date() == date(2026, 3, 2) and d2[0].date() == date(2026, 3, 3)
-    assert d1[1:] == pytest.approx((4 / 6, 1.0, 2 / 4, 1.0, 1 / 4))  # 01 and 79 together
-    assert d2[1:] == pytest.approx((1.0, 1 / 2, 1.0, 1 / 2, 1 / 2))
+    both = (OFFERED_01 + OFFERED_79) / (2 * ELIGIBLE)  # 01 and 79 have dossier events on D1, only 01 on D2
+    assert d1[1:] == pytest.approx((4 / 6, 1.0, 2 / 4, 1.0, 1 / 4, 1.0, both))  # 01 and 79 together
+    assert d2[1:] == pytest.approx((1.0, 1 / 2, 1.0, 1 / 2, 1 / 2, 0.0, OFFERED_01 / ELIGIBLE))
 
 
 def test_attainment_against_the_targets_of_the_year(client: Any) -> None:
