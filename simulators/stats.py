@@ -241,10 +241,10 @@ def _dossier_stats(dossiers: dict[str, dict[str, Any]], events: int) -> dict[str
                 paid_online_online += record["paid_online"]
         if path[-1] == "rejected":
             rejected += 1
-        if path[-1] == "returned":
+        if "returned" in path:  # possibly followed by a rating
             returned += 1
             paid_online_returned += record["paid_online"]
-            is_late = times[-1] > due
+            is_late = times[path.index("returned")] > due
             late += is_late
             counter = by_province[record["province"]]
             counter[0] += 1
