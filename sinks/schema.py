@@ -42,5 +42,6 @@ def migrate(client: Client, database: str) -> list[str]:
             client.command(statement.replace("{db}", database))
         client.insert(f"{database}.schema_migrations", [[number, path.name]], column_names=["version", "name"])
         newly_applied.append(path.name)
-    load_reference_data(client, database)  # the reference tables come with migration 0007
+    if client.command(f"EXISTS TABLE {database}.reference_versions"):  # created by migration 0007
+        load_reference_data(client, database)
     return newly_applied
