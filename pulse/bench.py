@@ -63,8 +63,9 @@ def _truth_totals(event: dict, totals: dict[str, Counter]) -> None:
         totals["dossiers_1m"].update({"online": submitted and event["channel"] == "online",
                                       "offline": submitted and event["channel"] == "offline",
                                       "completed": event["stage"] == "returned"})
-    else:
-        totals["id_activations_1m"].update({"activations": 1, "level2": event["level"] == 2})
+    else:  # windows count activated accounts only, not registrations or approvals
+        activated = event.get("step", "activated") == "activated"
+        totals["id_activations_1m"].update({"activations": activated, "level2": activated and event["level"] == 2})
 
 
 class IsolatedRun:

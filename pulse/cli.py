@@ -182,6 +182,22 @@ def worker(ctx: click.Context, loglevel: str, no_restart: bool) -> None:
     sys.exit(Supervisor(command).run())
 
 
+@main.command("kpi-exporter")
+@click.option("--port", type=int, envvar="PULSE_KPI_METRICS_PORT", default=6068, show_default=True,
+              help="Port of the /metrics endpoint (PULSE_KPI_METRICS_PORT).")
+@click.option("--interval", "interval_s", type=float, default=60.0, show_default=True,
+              help="Seconds between two reads of pulse.kpi_daily.")
+@click.pass_context
+def kpi_exporter(ctx: click.Context, port: int, interval_s: float) -> None:
+    """Serve today's and yesterday's KPIs (local days) against their targets as Prometheus gauges."""
+    from pulse.kpi_exporter import run
+
+    try:
+        run(_settings(ctx), port, interval_s)
+    except KeyboardInterrupt:
+        pass
+
+
 @main.command()
 @click.option("--from-file", "from_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="JSONL file, one message value per line (gzip-compressed `.gz` too).")

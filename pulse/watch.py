@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
+from functools import cache
 
 import orjson
 from kafka import KafkaConsumer
@@ -14,10 +15,38 @@ from rich.text import Text
 
 from pulse.kafka_security import kafka_options
 from pulse.settings import Settings
+from schemas.catalogue import targets
 from schemas.provinces import provinces
 
 SPARK = "▁▂▃▄▅▆▇█"
 HISTORY = 12  # windows shown in the sparkline
+# "Today" is the local day in Vietnam (Asia/Ho_Chi_Minh, UTC+7 all year), as in kpi_daily and the dashboards.
+ICT = timezone(timedelta(hours=7))
+# One-stop counters (bộ phận một cửa) as most provinces open them: Monday to Friday, 07:30-11:30 and 13:00-17:00.
+COUNTER_HOURS = ((7.5, 11.5), (13.0, 17.0))
+COUNTER_DAYS = range(5)
+
+
+def local_day_start(moment: datetime) -> datetime:
+    """The UTC instant of 00:00 ICT on the local day containing `moment` (an aware datetime)."""
+    local = moment.astimezone(ICT)
+    return local.replace(hour=0, minute=0, second=0, microsecond=0).astimezone(timezone.utc)
+
+
+def counters_open(moment: datetime) -> bool:
+    local = moment.astimezone(ICT)
+    hour = local.hour + local.minute / 60
+    return local.weekday() in COUNTER_DAYS and any(start <= hour < end for start, end in COUNTER_HOURS)
+
+
+@cache
+def online_targets(year: int) -> dict[str, float]:
+    """Province -> online dossier rate target for the year (schemas/data/targets.csv)."""
+    return {t.province_code: t.target for t in targets() if t.kpi == "online_dossier_rate" and t.year == year}
+
+
+def _attainment(part: int, whole: int, target: float | None) -> str:
+    return f"{100 * part / whole / target:4.0f}%" if whole and target else "   –"
 
 
 def sparkline(values: list[int]) -> str:
@@ -51,11 +80,13 @@ class WindowBoard:
     def render(self) -> Group:
         windows = self.windows()
         current = windows[-1] if windows else None
-        day = current.replace(hour=0, minute=0, second=0) if current else None
-        table = Table(title=f"Adoption pulse — window {current:%Y-%m-%d %H:%M} UTC" if current
+        day = local_day_start(current) if current else None
+        goals = online_targets(current.astimezone(ICT).year) if current else {}
+        table = Table(title=f"Adoption pulse — window {current.astimezone(ICT):%Y-%m-%d %H:%M} ICT (UTC+7); "
+                            f"'today' = since 00:00 ICT" if current
                       else "Adoption pulse — waiting for window rows on pulse.windows", expand=False)
         for header in ("Province", "QR tx (now)", "QR ok", "QR value today (M VND)", "trend",
-                       "Online dossiers today", "On time", "VNeID today"):
+                       "Online dossiers today", "of target", "On time today", "VNeID activated today"):
             table.add_column(header, justify="right" if header != "Province" else "left")
         for code, unit in provinces().items():
             tx_now = self.total("payments_1m", code, "tx_count", current) if current else 0
@@ -68,10 +99,24 @@ class WindowBoard:
             table.add_row(
                 f"{code} {unit.name}", str(tx_now), _pct(ok_now, tx_now),
                 f"{self.total('payments_1m', code, 'amount_vnd', day) / 1e6:,.1f}", sparkline(trend),
-                _pct(online, online + offline), _pct(on_time, done),
-                str(self.total("id_activations_1m", code, "activations", day)),
+                _pct(online, online + offline), _attainment(online, online + offline, goals.get(code)),
+                _pct(on_time, done), str(self.total("id_activations_1m", code, "activations", day)),
             )
-        return Group(table, Text(f"{self.updates} window updates received · Ctrl-C to stop", style="dim"))
+        return Group(table, *self._notes(current),
+                     Text(f"{self.updates} window updates received · Ctrl-C to stop", style="dim"))
+
+    @staticmethod
+    def _notes(current: datetime | None) -> list[Text]:
+        """Why a column can look odd at this hour, so nobody reads it as a KPI."""
+        notes = [Text("'of target': online dossier rate today ÷ the province's target for the year "
+                      "(schemas/data/targets.csv); '–' where nothing was submitted yet.", style="dim")]
+        if current is not None and not counters_open(current):
+            notes.append(Text(
+                f"Counters (bộ phận một cửa) are closed at {current.astimezone(ICT):%a %H:%M} ICT (open Mon–Fri "
+                "07:30–11:30, 13:00–17:00): dossiers arriving now are online ones, so 'Online dossiers today' "
+                "climbs towards 100% until they open; 'On time' and 'VNeID activated' stay low while "
+                "offices are closed (results and approvals are done in office hours).", style="yellow"))
+        return notes
 
 
 def consume_into(board: WindowBoard, consumer: KafkaConsumer, budget_s: float) -> None:

@@ -84,6 +84,8 @@ class Payment(Event):
     channel: Literal["vietqr_static", "vietqr_dynamic"]
     status: Literal["success", "failed"]
     qr_payload: Annotated[str, StringConstraints(max_length=512)]
+    # Added (issue 12); a producer that predates it sends market payments only.
+    category: PaymentCategory = "market"
 
     @model_validator(mode="after")
     def _payload_agrees(self) -> Payment:
@@ -108,7 +110,10 @@ class Payment(Event):
         return qr_facts(self.qr_payload).account_masked
 
 
-DossierStage = Literal["submitted", "accepted", "appraised", "approved", "signed", "returned", "rejected"]
+PaymentCategory = Literal["market", "utility", "tuition", "hospital", "public_fee", "welfare"]
+DossierStage = Literal["submitted", "accepted", "appraised", "approved", "signed", "returned", "rejected",
+                       "supplement_requested", "withdrawn", "rated"]
+ActivationStep = Literal["registered", "approved", "activated"]
 
 
 class DossierEvent(Event):
@@ -121,6 +126,17 @@ class DossierEvent(Event):
     due_time: EventTime
     paid_online: bool
     vneid_authenticated: bool
+    # Added (issue 12), with defaults that keep older producers' events valid and meaning what they meant.
+    sector: Annotated[str, StringConstraints(max_length=64)] = ""
+    fee_vnd: Annotated[int, Field(ge=0, le=MAX_AMOUNT_VND)] = 0  # 0: the procedure carries no fee
+    result_electronic: bool = False  # on `returned`: the result was issued as an electronic document
+    rating: Annotated[int, Field(ge=1, le=5)] | None = None  # on `rated` only
+
+    @model_validator(mode="after")
+    def _rating_only_when_rated(self) -> DossierEvent:
+        if (self.stage == "rated") != (self.rating is not None):
+            raise ValueError("rating (1-5) is required on stage 'rated' and not allowed on other stages")
+        return self
 
 
 class IdActivation(Event):
@@ -129,6 +145,8 @@ class IdActivation(Event):
     level: Literal[1, 2]
     method: Literal["police_station", "self_service"]
     age_band: Annotated[str, StringConstraints(pattern=r"^[0-9]{2}(-[0-9]{2}|\+)$")]
+    # Added (issue 12): the lifecycle registered -> approved -> activated; older producers sent activations only.
+    step: ActivationStep = "activated"
 
 
 # Stream name -> the event model its topic carries.

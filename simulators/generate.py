@@ -46,6 +46,22 @@ STAGE_CUMULATIVE = tuple(accumulate(STAGE_SHARES))
 LATE_OVERRUN = (1.05, 1.6)  # processing time / deadline for a late dossier
 ON_TIME_USE = (0.25, 0.95)  # the same for an on-time one
 LEGACY_SHARE = 0.1  # a few producers still send pre-2025 province codes; the pipeline maps them
+# Dossier outcomes beyond the main path (assumptions, overridable in [dossiers]): supplement requested after
+# acceptance, withdrawn by the applicant, rated after the result; ratings 1..5; electronic results by channel.
+DEFAULT_SUPPLEMENT_RATE = 0.08
+DEFAULT_WITHDRAWAL_RATE = 0.01
+DEFAULT_RATED_SHARE = 0.3
+RATING_CUM = tuple(accumulate((0.03, 0.04, 0.08, 0.30, 0.55)))  # ratings 1..5
+ELECTRONIC_RESULT = {"full_process": 0.95, "online": 0.6, "offline": 0.15}
+RATED_DELAY_H = (0.5, 48.0)  # the applicant rates in the app or at a kiosk, any hour
+# VNeID lifecycle (kpis.md §1): level 2 registered in person at the police; approval by C06 is office work;
+# activation in the VNeID app after the approval SMS, any hour. Level 1 is registered and approved in the app.
+LEVEL2_APPROVAL_OFFICE_H = (2.0, 40.0)  # office hours of review (a quarter hour to five working days)
+LEVEL1_APPROVAL_H = (0.05, 2.0)
+ACTIVATION_DELAY_H = (0.05, 48.0)
+ACTIVATED_SHARE = {1: 0.85, 2: 0.9}  # the rest never open the app (within the simulated span)
+PAYMENT_CATEGORIES = ("utility", "tuition", "hospital", "public_fee", "welfare")
+SPECIAL_YEARS = range(2020, 2036)  # day-of-month / month rhythms of payment categories are laid out for these
 MIN_INTENSITY = 0.02  # floor of the overall start intensity (relative to its weekly mean)
 DEFAULT_OFFICE_HOURS = ((7.5, 11.5), (13.0, 17.0))
 DEFAULT_OFFICE_DAYS = (0, 1, 2, 3, 4)
@@ -187,10 +203,15 @@ class Generator:
         self._setup_settings()
         self._setup_sources()
         mix = scenario["mix"]
-        rejection = self._rejection_rate
-        dossier_events = len(STAGES) * (1 - rejection) + 3.5 * rejection  # rejected after stage 1 or 2
+        rejection, withdrawal = self._rejection_rate, self._withdrawal_rate
+        main_path = 1 - rejection - withdrawal
+        # submitted + 5 stages (+ supplement, + rating); rejected after stage 1 or 2; withdrawn after acceptance
+        dossier_events = (main_path * (len(STAGES) + self._supplement_rate + self._rated_share)
+                          + 3.5 * rejection + 3 * withdrawal)
+        identity_events = 2 + sum(ACTIVATED_SHARE.values()) / 2  # registered, approved, mostly activated
         total_mix = sum(float(mix[s]) for s in ("payments", "dossiers", "identity"))
-        per_start = (float(mix["payments"]) + float(mix["identity"]) + float(mix["dossiers"]) * dossier_events)
+        per_start = (float(mix["payments"]) + float(mix["identity"]) * identity_events
+                     + float(mix["dossiers"]) * dossier_events)
         # Event-time seconds per start at the weekly mean intensity, so that events/s of event time average
         # rate/speed.
         self.mean_gap = speed * per_start / total_mix / rate
@@ -219,7 +240,11 @@ class Generator:
         self._level2 = per_province("level2_share", float(ide["level2_share"]))
         self._self_service = float(ide["self_service_share_level1"])
         self._rejection_rate = float(dos["rejection_rate"])
+        self._supplement_rate = float(dos.get("supplement_rate", DEFAULT_SUPPLEMENT_RATE))
+        self._withdrawal_rate = float(dos.get("withdrawal_rate", DEFAULT_WITHDRAWAL_RATE))
+        self._rated_share = float(dos.get("rated_share", DEFAULT_RATED_SHARE))
         self._scale = float(dos["lifecycle_scale"])
+        self._categories = dict(pay.get("categories", {}))
         bands = ide.get("age_bands") or dict(AGE_BANDS)
         self._bands = [(band, *_age_bounds(band)) for band in bands]
         self._band_cum = list(accumulate(float(w) for w in bands.values()))
@@ -260,19 +285,43 @@ class Generator:
         def weights(values: list[float]) -> list[float]:
             return values if sum(values) > 0 else [1.0] * len(values)
 
+        other = sum(float(c["share"]) for c in self._categories.values())
         self.sources = [
-            _Source("payments", "payments", mix["payments"], self._profile("payments"), special("payments"),
-                    world.payment_weights),
+            _Source("payments", "payments", mix["payments"] * (1 - other), self._profile("payments"),
+                    special("payments"), world.payment_weights),
             _Source("dossiers_online", "dossiers", mix["dossiers"] * online_share, dossier, special("dossiers"),
                     weights(online_w)),
             _Source("dossiers_offline", "dossiers", mix["dossiers"] * (1 - online_share), counter,
                     special("dossiers"), weights(offline_w)),
             _Source("identity", "identity", mix["identity"], self._profile("identity"), special("identity"),
                     world.identity_weights),
+            *[_Source(name, "payments", mix["payments"] * float(cfg["share"]), self._category_profile(cfg),
+                      self._category_days(cfg), world.dossier_weights)
+              for name, cfg in self._categories.items()],
         ]
         self._mix_total = sum(mix.values())
         self._makers = {"payments": self._payment, "dossiers_online": self._dossier_online,
-                        "dossiers_offline": self._dossier_offline, "identity": self._activation}
+                        "dossiers_offline": self._dossier_offline, "identity": self._activation,
+                        **{name: self._category_payment for name in self._categories}}
+
+    @staticmethod
+    def _category_profile(cfg: dict) -> list[list[float]]:
+        return [[float(h) * float(w) for h in cfg["hourly"] for _ in (0, 1)] for w in cfg["weekly"]]
+
+    @staticmethod
+    def _category_days(cfg: dict) -> dict[int, float]:
+        """Day multipliers from `month_days` (31 values: bills at the start of the month) and `months` (12:
+        tuition at the start of a term), normalized to a mean of 1 over each year so `mix` keeps its meaning."""
+        month_days = [float(v) for v in cfg.get("month_days", [1.0] * 31)]
+        months = [float(v) for v in cfg.get("months", [1.0] * 12)]
+        days: dict[int, float] = {}
+        for year in SPECIAL_YEARS:
+            first = date(year, 1, 1)
+            span = [first + timedelta(days=n) for n in range((date(year + 1, 1, 1) - first).days)]
+            raw = [month_days[day.day - 1] * months[day.month - 1] for day in span]
+            mean = sum(raw) / len(raw)
+            days.update({_epoch_day(day): value / mean for day, value in zip(span, raw)})
+        return days
 
     def _office_fraction(self, start: float) -> float:
         end = start + BUCKET_S
@@ -380,7 +429,27 @@ class Generator:
             "payee_bank_bin": merchant.bank_bin, "amount_vnd": amount,
             "channel": "vietqr_static" if static else "vietqr_dynamic",
             "status": "failed" if random_() < self._failure[code] else "success",
-            "qr_payload": static or self._qr(merchant, amount),
+            "qr_payload": static or self._qr(merchant, amount), "category": "market",
+        }
+
+    def _category_payment(self, at: float, source: _Source) -> tuple[str, dict]:
+        """A bill, fee or payout by dynamic VietQR (the amount is in the code): electricity and water, tuition,
+        hospital fees, public-service fees, welfare payouts."""
+        random_ = self._random
+        cfg = self._categories[source.name]
+        code = self._codes[bisect(source.cum, random_() * source.total)]
+        payees = self.world.payees[source.name][code]
+        payee = payees[int(random_() * len(payees))]
+        median, sigma = float(cfg["amount_median_vnd"]), float(cfg.get("amount_sigma", 0.6))
+        amount = int(median * math.exp(sigma * self._gauss(0.0, 1.0)) / 1000 + 0.5) * 1000 or 1000
+        event_id = self._uuid()
+        return event_id, {
+            "type": "payment", "event_id": event_id, "event_time": self._stamp(int(at * 1000)),
+            "province_code": self._sent_code(code), "market_id": payee.market_id, "merchant_id": payee.merchant_id,
+            "payer_bank_bin": self._bank_bins[bisect(self._bank_cum, random_() * self._bank_total)],
+            "payee_bank_bin": payee.bank_bin, "amount_vnd": amount, "channel": "vietqr_dynamic",
+            "status": "failed" if random_() < self._failure[code] else "success",
+            "qr_payload": self._qr(payee, amount), "category": source.name,
         }
 
     def _dossier_online(self, at: float, source: _Source) -> tuple[str, dict]:
@@ -394,37 +463,66 @@ class Generator:
         random_ = rng.random
         code = world.codes[bisect(source.cum, random_() * source.total)]
         procedure = world.procedures[bisect(world.procedure_cum, random_() * world.procedure_cum[-1])]
+        full_process = procedure.code in world.full_process[code]
         deadline = procedure.deadline_hours * 3600.0
         late = random_() < self._late[code]
         use = rng.uniform(*LATE_OVERRUN) if late else rng.uniform(*ON_TIME_USE)
-        work = [deadline * use * share for share in STAGE_CUMULATIVE]
+        stages, shares = self._outcome()
+        work = [deadline * use * share for share in shares]
         due_index = bisect(work, deadline)  # due lies between stage work targets (or after the last)
         times = self._office_walk(at, work[:due_index] + [deadline] + work[due_index:])
         due = times.pop(due_index)
+        if stages[-1] == "rated":  # the applicant rates in the app or at a kiosk, at any hour
+            times[-1] = times[-2] + rng.uniform(*RATED_DELAY_H) * 3600 * self._scale
         dossier_id = "HS-%s-%012X" % (code, rng.getrandbits(48))
-        stages = list(STAGES[1:])
-        if random_() < self._rejection_rate:
-            rejected_at = 1 if random_() < 0.5 else 2  # rejected instead of approval or of appraisal's result
-            stages[rejected_at:] = ["rejected"]
+        channel = ("full_process" if full_process else "online") if online else "offline"
         # [dossier_id, procedure, full_process, channel, province as sent, due, paid online, VNeID,
-        #  later stage times, later stages]: one heap entry per dossier, for its next stage.
+        #  later stage times, later stages, (stream, event builder), sector, fee, electronic result, rating]:
+        #  one heap entry per dossier, for its next stage.
         dossier = [
-            dossier_id, procedure.code, procedure.full_process, "online" if online else "offline",
+            dossier_id, procedure.code, full_process, "online" if online else "offline",
             self._sent_code(code), self._stamp.other(int(due * 1000)),
-            online and random_() < self._paid_online[code], online and random_() < self._vneid[code],
-            times, stages,
+            online and procedure.fee_vnd > 0 and random_() < self._paid_online[code],
+            online and random_() < self._vneid[code],
+            times, stages, ("dossiers", self._dossier_event), procedure.sector, procedure.fee_vnd,
+            random_() < ELECTRONIC_RESULT[channel],
+            bisect(RATING_CUM, random_() * RATING_CUM[-1]) + 1 if "rated" in stages else None,
         ]
         self._seq += 1
         heapq.heappush(self.pending, (times[0], self._seq, dossier, 0))
-        return dossier_id, self._dossier_event(dossier, at, "submitted")
+        return dossier_id, self._dossier_event(dossier, at, "submitted")[1]
 
-    def _dossier_event(self, dossier: list, at: float, stage: str) -> dict:
-        return {
+    def _outcome(self) -> tuple[list[str], list[float]]:
+        """The dossier's path after submission, with the share of its handling time done before each step:
+        rejected, withdrawn, or the main path with a possible supplement request and a rating after the
+        result (the rating's time is set apart, it is no office work)."""
+        random_ = self._random
+        stages, shares = list(STAGES[1:]), list(STAGE_CUMULATIVE)
+        draw = random_()
+        if draw < self._rejection_rate:
+            rejected_at = 1 if random_() < 0.5 else 2  # rejected instead of approval or of appraisal's result
+            return stages[:rejected_at] + ["rejected"], shares[:rejected_at + 1]
+        if draw < self._rejection_rate + self._withdrawal_rate:
+            return ["accepted", "withdrawn"], shares[:2]
+        if random_() < self._supplement_rate:  # asked between acceptance and appraisal
+            stages.insert(1, "supplement_requested")
+            shares.insert(1, (shares[0] + shares[1]) / 2)
+        if random_() < self._rated_share:
+            stages.append("rated")
+            shares.append(shares[-1])
+        return stages, shares
+
+    def _dossier_event(self, dossier: list, at: float, stage: str) -> tuple[str, dict]:
+        event = {
             "type": "dossier", "event_id": self._uuid(), "event_time": self._stamp(int(at * 1000)),
             "province_code": dossier[4], "dossier_id": dossier[0], "procedure_code": dossier[1],
             "full_process": dossier[2], "channel": dossier[3], "stage": stage, "due_time": dossier[5],
-            "paid_online": dossier[6], "vneid_authenticated": dossier[7],
+            "paid_online": dossier[6], "vneid_authenticated": dossier[7], "sector": dossier[11],
+            "fee_vnd": dossier[12], "result_electronic": stage == "returned" and dossier[13],
         }
+        if stage == "rated":
+            event["rating"] = dossier[14]
+        return dossier[0], event
 
     def _office_walk(self, at: float, work: list[float]) -> list[float]:
         """Event times at which the given (non-decreasing) office seconds of work are done, counted from
@@ -456,11 +554,12 @@ class Generator:
         return [at + (moment - at) * scale for moment in times]
 
     def _activation(self, at: float, source: _Source) -> tuple[str, dict]:
+        """A VNeID registration; its approval and (mostly) its activation in the app follow from the heap."""
         rng = self.rng
         random_ = rng.random
         code = self.world.codes[bisect(self._identity_cum, random_() * self._identity_total)]
         level2 = random_() < self._level2_now[code]
-        self_service = not level2 and random_() < self._self_service
+        in_app = not level2 and random_() < self._self_service  # level 1 in the app, or helped at the police
         band, low, high = self._bands[bisect(self._band_cum, random_() * self._band_cum[-1])]
         born = self._bucket_year - low - int(random_() * (high - low + 1))
         female = random_() < 0.5
@@ -469,13 +568,32 @@ class Generator:
         birth_code = births[int(random_() * len(births))]
         century = (0 if born < 2000 else 2) + female
         citizen = "0%s%d%02d%06d" % (birth_code, century, born % 100, int(random_() * 1_000_000))
+        level = 2 if level2 else 1
+        if level2:  # reviewed by the police (C06) in office hours
+            approved = self._office_walk(at, [rng.uniform(*LEVEL2_APPROVAL_OFFICE_H) * 3600])[0]
+        else:
+            approved = at + rng.uniform(*LEVEL1_APPROVAL_H) * 3600 * self._scale
+        times, steps = [approved], ["approved"]
+        if random_() < ACTIVATED_SHARE[level]:
+            times.append(approved + rng.uniform(*ACTIVATION_DELAY_H) * 3600 * self._scale)
+            steps.append("activated")
+        # [citizen_ref, province as sent, level, registration method, age band, -, -, -, step times, steps,
+        #  (stream, event builder)]: the heap entry layout of dossiers, positions 8-10.
+        person = [hmac.digest(self._hmac_key, citizen.encode(), "sha256").hex(), self._sent_code(code), level,
+                  "self_service" if in_app else "police_station", band, None, None, None, times, steps,
+                  ("identity", self._activation_event)]
+        self._seq += 1
+        heapq.heappush(self.pending, (times[0], self._seq, person, 0))
+        return self._activation_event(person, at, "registered")
+
+    def _activation_event(self, person: list, at: float, step: str) -> tuple[str, dict]:
         event_id = self._uuid()
         return event_id, {
             "type": "id_activation", "event_id": event_id, "event_time": self._stamp(int(at * 1000)),
-            "province_code": self._sent_code(code),
-            "citizen_ref": hmac.digest(self._hmac_key, citizen.encode(), "sha256").hex(),
-            "level": 2 if level2 else 1, "method": "self_service" if self_service else "police_station",
-            "age_band": band,
+            "province_code": person[1], "citizen_ref": person[0], "level": person[2],
+            # registration where it happened; approval and activation are the citizen's steps in the app
+            "method": person[3] if step == "registered" else "self_service",
+            "age_band": person[4], "step": step,
         }
 
     # -- output -----------------------------------------------------------------------------------
@@ -486,14 +604,16 @@ class Generator:
         at, source = self._upcoming
         pending = self.pending
         if pending and pending[0][0] <= at:
-            moment, _, dossier, step = pending[0]
-            stages = dossier[9]
+            moment, _, item, step = pending[0]
+            stages = item[9]
             if step + 1 < len(stages):
                 self._seq += 1
-                heapq.heapreplace(pending, (dossier[8][step + 1], self._seq, dossier, step + 1))
+                heapq.heapreplace(pending, (item[8][step + 1], self._seq, item, step + 1))
             else:
                 heapq.heappop(pending)
-            return "dossiers", dossier[0], self._dossier_event(dossier, moment, stages[step]), moment
+            stream, build = item[10]
+            key, event = build(item, moment, stages[step])
+            return stream, key, event, moment
         self._upcoming = None
         key, event = self._makers[source.name](at, source)
         return source.stream, key, event, at

@@ -28,14 +28,14 @@ PROVINCE_KEYS = frozenset({"cashless", "failure_rate", "online_share", "late_rat
 REQUIRED_KEYS = {
     "payments": ("markets_per_million", "merchants_per_market", "amount_median_vnd", "amount_sigma", "failure_rate",
                  "dynamic_share"),
-    "dossiers": ("online_share", "full_process_share", "paid_online_share", "vneid_auth_share", "rejection_rate",
-                 "late_rate", "lifecycle_scale"),
+    "dossiers": ("online_share", "paid_online_share", "vneid_auth_share", "rejection_rate", "late_rate",
+                 "lifecycle_scale"),
     "identity": ("level2_share", "self_service_share_level1"),
 }
 SHARE_KEYS = {
     "payments": ("failure_rate", "dynamic_share"),
-    "dossiers": ("online_share", "full_process_share", "paid_online_share", "vneid_auth_share", "rejection_rate",
-                 "late_rate"),
+    "dossiers": ("online_share", "paid_online_share", "vneid_auth_share", "rejection_rate", "late_rate",
+                 "supplement_rate", "withdrawal_rate", "rated_share"),
     "identity": ("level2_share", "self_service_share_level1"),
 }
 
@@ -138,6 +138,7 @@ def validate(scenario: dict[str, Any]) -> None:
     pay = scenario["payments"]
     if float(pay.get("amount_median_vnd", 0)) < 1000:
         raise ValueError("[payments] amount_median_vnd must be at least 1000")
+    _validate_categories(pay.get("categories", {}))
     dossiers = scenario["dossiers"]
     for start, end in dossiers.get("office_hours", []):
         if not 0 <= float(start) < float(end) <= 24:
@@ -159,3 +160,25 @@ def validate(scenario: dict[str, Any]) -> None:
                     "level2_share"):
             if key in settings and not 0.0 <= float(settings[key]) <= 1.0:
                 raise ValueError(f"[provinces.{code}] {key} must be within 0..1")
+
+
+PAYMENT_CATEGORIES = frozenset({"utility", "tuition", "hospital", "public_fee", "welfare"})
+
+
+def _validate_categories(categories: dict[str, Any]) -> None:
+    """[payments.categories.<name>]: share (of payment starts), amount_median_vnd, hourly, weekly, optional
+    month_days (31) and months (12)."""
+    unknown = set(categories) - PAYMENT_CATEGORIES
+    if unknown:
+        raise ValueError(f"[payments.categories] unknown {sorted(unknown)}; known: {sorted(PAYMENT_CATEGORIES)}")
+    if sum(float(c.get("share", 0)) for c in categories.values()) > 1:
+        raise ValueError("[payments.categories] shares must add up to at most 1")
+    for name, cfg in categories.items():
+        where = f"[payments.categories.{name}]"
+        for key, size in (("hourly", 24), ("weekly", 7), ("month_days", 31), ("months", 12)):
+            values = cfg.get(key, [1.0] * size)
+            if not (isinstance(values, list) and len(values) == size and all(float(v) >= 0 for v in values)
+                    and any(values)):
+                raise ValueError(f"{where} {key} needs {size} values >= 0, not all zero")
+        if not 0 <= float(cfg.get("share", -1)) <= 1 or float(cfg.get("amount_median_vnd", 0)) < 1000:
+            raise ValueError(f"{where} needs share within 0..1 and amount_median_vnd >= 1000")

@@ -1,10 +1,11 @@
 """Statistics of a simulator JSONL file, to check a run against its scenario's calibration.
 
 `describe(path)` reads the file once (plain Python, independent of the generator's internals) and returns a
-JSON-serializable dict: per-stream counts, payment failure/dynamic shares, amount quantiles, hour-of-day
-profile and peaks, province shares, bank shares, VietQR agreement; dossier online / full-process / VNeID /
-online-payment shares, lifecycle validity and late share (returned after due time) nationally and per
-province; identity level-2 share, methods and age bands. With `scenario=` (a name, path or loaded dict) it
+JSON-serializable dict: per-stream counts, payment category shares and, of market payments, failure/dynamic
+shares, amount quantiles, hour-of-day profile and peaks, province shares, bank shares, VietQR agreement;
+dossier online / full-process / VNeID / online-payment shares, lifecycle validity and late share (returned
+after due time) nationally and per province; identity lifecycle step shares and, of registrations, level-2
+share, methods and age bands. With `scenario=` (a name, path or loaded dict) it
 adds the scenario's targets under "expected" so the two can be read side by side.
 """
 from __future__ import annotations
@@ -62,6 +63,12 @@ def _peak(hourly: list[float], hours: range) -> int | None:
 
 def lifecycle_ok(stages: list[str]) -> bool:
     """A dossier's stages (in emission order) form a valid path of the state machine (possibly unfinished)."""
+    if stages[:3] == ["submitted", "accepted", "supplement_requested"]:  # asked for once, after acceptance
+        stages = stages[:2] + stages[3:]
+    if stages and stages[-1] == "rated":  # only after the result
+        return stages[:-1] == list(STAGE_ORDER)
+    if stages and stages[-1] == "withdrawn":
+        return stages[:-1] == ["submitted", "accepted"]
     if stages and stages[-1] == "rejected":
         return 2 <= len(stages) - 1 <= 3 and list(STAGE_ORDER[: len(stages) - 1]) == stages[:-1]
     return 1 <= len(stages) <= len(STAGE_ORDER) and list(STAGE_ORDER[: len(stages)]) == stages
@@ -80,6 +87,8 @@ def describe(path: Path, scenario: str | dict | None = None) -> dict[str, Any]:
     payer_banks: Counter = Counter()
     amounts: list[int] = []
     failed = dynamic = qr_valid = qr_agrees = 0
+    categories: Counter = Counter()
+    steps: Counter = Counter()
     # dossiers
     dossiers: dict[str, dict[str, Any]] = {}
     # identity
@@ -114,7 +123,10 @@ def describe(path: Path, scenario: str | dict | None = None) -> dict[str, Any]:
             counts[kind] += 1
             first = moment if first is None or moment < first else first
             last = moment if last is None or moment > last else last
-            if kind == "payment":
+            if kind == "payment" and event.get("category", "market") != "market":
+                categories[event["category"]] += 1  # bills, fees, payouts: counted, not in the market figures
+            elif kind == "payment":
+                categories["market"] += 1
                 pay_province[province] += 1
                 pay_hour[moment.hour] += 1
                 payer_banks[event["payer_bank_bin"]] += 1
@@ -142,6 +154,9 @@ def describe(path: Path, scenario: str | dict | None = None) -> dict[str, Any]:
                 record["times"].append(moment.timestamp())
                 record["due"].add(_ts(event["due_time"]))
             elif kind == "id_activation":
+                steps[event.get("step", "activated")] += 1
+                if event.get("step", "activated") != "registered":
+                    continue  # levels, methods and ages are those of registrations
                 id_province[province] += 1
                 id_hour[moment.hour] += 1
                 methods[event["method"]] += 1
@@ -161,11 +176,12 @@ def describe(path: Path, scenario: str | dict | None = None) -> dict[str, Any]:
         },
     }
     amounts.sort()
-    pay_total = counts["payment"]
+    pay_total = categories["market"]
     hourly = [pay_hour.get(h, 0) / pay_total if pay_total else 0.0 for h in range(24)]
     logs = [math.log(a) for a in amounts]
     result["payments"] = {
         "count": pay_total,
+        "category_share": _shares(categories),
         "failure_rate": _share(failed, pay_total),
         "dynamic_share": _share(dynamic, pay_total),
         "amount_median_vnd": _quantile(amounts, 0.5),
@@ -182,9 +198,10 @@ def describe(path: Path, scenario: str | dict | None = None) -> dict[str, Any]:
         "payer_bank_share_top5": dict(sorted(_shares(payer_banks).items(), key=lambda kv: -kv[1])[:5]),
     }
     result["dossiers"] = _dossier_stats(dossiers, counts["dossier"])
-    id_total = counts["id_activation"]
+    id_total = steps["registered"]
     result["identity"] = {
-        "count": id_total,
+        "count": counts["id_activation"],
+        "step_share": _shares(steps),
         "level2_share": _share(level2, id_total),
         "self_service_share_level1": _share(self_service_level1, level1),
         "method_share": _shares(methods),
@@ -224,10 +241,10 @@ def _dossier_stats(dossiers: dict[str, dict[str, Any]], events: int) -> dict[str
                 paid_online_online += record["paid_online"]
         if path[-1] == "rejected":
             rejected += 1
-        if path[-1] == "returned":
+        if "returned" in path:  # possibly followed by a rating
             returned += 1
             paid_online_returned += record["paid_online"]
-            is_late = times[-1] > due
+            is_late = times[path.index("returned")] > due
             late += is_late
             counter = by_province[record["province"]]
             counter[0] += 1
@@ -271,7 +288,6 @@ def expected(scenario: str | dict) -> dict[str, Any]:
         "payments_hourly_share": [round(v / sum(hourly), 5) for v in hourly],
         "payments_province_share": {code: round(w / total, 6) for code, w in weights.items()},
         "dossiers_online_share": dos["online_share"],
-        "dossiers_full_process_share_of_procedures": dos["full_process_share"],
         "dossiers_vneid_share_of_online": dos["vneid_auth_share"],
         "dossiers_paid_online_share_of_online": dos["paid_online_share"],
         "dossiers_late_share": dos["late_rate"],

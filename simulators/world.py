@@ -6,16 +6,18 @@ from dataclasses import dataclass
 from itertools import accumulate
 
 from schemas.banks import BANKS, MARKET_SHARE_WEIGHTS
+from schemas.catalogue import offered_full_process
+from schemas.catalogue import procedures as catalogue_procedures
 from schemas.provinces import code_map, provinces
 from simulators.scenario import province_setting
 
-PROCEDURES = 100
-# Statutory deadlines (office hours) as commonly set for district/provincial procedures: from half a day to
-# 15 working days, shorter ones more common.
-DEADLINE_HOURS = (4, 8, 24, 40, 56, 80, 120)
-DEADLINE_WEIGHTS = (0.12, 0.18, 0.2, 0.18, 0.12, 0.12, 0.08)
+# Office hours in a working day (07:30-11:30, 13:00-17:00): a deadline of N working days is N x 8 office hours.
+OFFICE_HOURS_PER_DAY = 8.0
 # Procedure popularity follows a Zipf-like law: a few (birth registration, residence, land) dominate.
 POPULARITY_EXPONENT = 0.7
+# Non-market payment categories and their payees per province (assumption: a few per province).
+PAYEES_PER_PROVINCE = {"utility": 3, "tuition": 40, "hospital": 8, "public_fee": 2, "welfare": 10}
+_PAYEE_PREFIX = {"utility": "UTIL", "tuition": "SCH", "hospital": "HOSP", "public_fee": "KBNN", "welfare": "BTXH"}
 
 
 @dataclass(frozen=True)
@@ -31,8 +33,9 @@ class Merchant:
 @dataclass(frozen=True)
 class Procedure:
     code: str
-    full_process: bool
-    deadline_hours: float  # office hours allowed by law
+    sector: str
+    fee_vnd: int
+    deadline_hours: float  # office hours allowed by law (working days x 8)
 
 
 class World:
@@ -59,9 +62,12 @@ class World:
         self.bank_weights = [MARKET_SHARE_WEIGHTS.get(b, 0.1) for b in self.bank_bins]
         self.bank_cum = list(accumulate(self.bank_weights))
         self.merchants = self._merchants(rng, encode_qr)
-        self.procedures = self._procedures(rng, float(scenario["dossiers"].get("full_process_share", 0.35)))
+        self.procedures = self._procedures(rng)
         self.procedure_weights = [1.0 / (rank + 1) ** POPULARITY_EXPONENT for rank in range(len(self.procedures))]
         self.procedure_cum = list(accumulate(self.procedure_weights))
+        # Per province: the procedure codes it offers full-process online (schemas/data/procedure_offers.csv).
+        self.full_process = offered_full_process()
+        self.payees = self._payees(rng)
 
     def _merchants(self, rng: random.Random, encode_qr) -> dict[str, list[Merchant]]:  # noqa: ANN001
         pay = self.scenario["payments"]
@@ -85,8 +91,24 @@ class World:
         return by_province
 
     @staticmethod
-    def _procedures(rng: random.Random, full_process_share: float) -> list[Procedure]:
-        """PROCEDURES procedures, exactly round(share x PROCEDURES) of them offered full-process online."""
-        full = set(rng.sample(range(PROCEDURES), round(full_process_share * PROCEDURES)))
-        deadlines = rng.choices(DEADLINE_HOURS, DEADLINE_WEIGHTS, k=PROCEDURES)
-        return [Procedure(f"TTHC-{n:04d}", n in full, deadlines[n]) for n in range(PROCEDURES)]
+    def _procedures(rng: random.Random) -> list[Procedure]:
+        """The catalogue's procedures (schemas/data/procedures.csv) in a seeded popularity order."""
+        procedures = [Procedure(p.code, p.sector, p.fee_vnd, p.deadline_working_days * OFFICE_HOURS_PER_DAY)
+                      for p in catalogue_procedures()]
+        rng.shuffle(procedures)
+        return procedures
+
+    def _payees(self, rng: random.Random) -> dict[str, dict[str, list[Merchant]]]:
+        """Per category and province: who non-market payments go to (dynamic QR with the bill's amount)."""
+        digits = "0123456789"
+        payees: dict[str, dict[str, list[Merchant]]] = {}
+        for category, count in PAYEES_PER_PROVINCE.items():
+            payees[category] = {}
+            for code in self.codes:
+                payees[category][code] = [
+                    Merchant(merchant_id=f"{_PAYEE_PREFIX[category]}-{code}-{n:03d}",
+                             market_id=f"{_PAYEE_PREFIX[category]}-{code}", province_code=code,
+                             bank_bin=rng.choices(self.bank_bins, cum_weights=self.bank_cum)[0],
+                             account="".join(rng.choice(digits) for _ in range(12)), static_qr=None)
+                    for n in range(count)]
+        return payees

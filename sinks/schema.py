@@ -6,6 +6,8 @@ from pathlib import Path
 
 from clickhouse_connect.driver.client import Client
 
+from sinks.reference import load_reference_data
+
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 _STATEMENT_END = re.compile(r";\s*(?:\n|$)")
 
@@ -53,4 +55,6 @@ def migrate(client: Client, database: str) -> list[str]:
             client.command(statement)
         client.insert(f"{database}.schema_migrations", [[number, name]], column_names=["version", "name"])
         newly_applied.append(name)
+    if client.command(f"EXISTS TABLE {database}.reference_versions"):  # created by migration 0007
+        load_reference_data(client, database)
     return newly_applied

@@ -97,12 +97,14 @@ _COLUMNS_CACHE: dict[tuple[str, str], list[str]] = {}
 
 
 def _table_columns(client: Client, database: str, table: str) -> list[str]:
-    """Insertable columns (those without a DEFAULT), cached: the schema changes only by migration."""
+    """Insertable columns (plain ones, and those with a DEFAULT that an event field fills; an omitted field,
+    such as ingested_at, takes the column's DEFAULT), cached: the schema changes only by migration.
+    Columns added by migration carry a DEFAULT so rows stored before it read the field's default."""
     key = (database, table)
     if key not in _COLUMNS_CACHE:
         rows = client.query(
             "SELECT name FROM system.columns WHERE database = {db:String} AND table = {t:String} "
-            "AND default_kind = '' ORDER BY position",
+            "AND default_kind IN ('', 'DEFAULT') ORDER BY position",
             parameters={"db": database, "t": table},
         ).result_rows
         _COLUMNS_CACHE[key] = [row[0] for row in rows]

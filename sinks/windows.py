@@ -64,7 +64,9 @@ WINDOW_SPECS: dict[str, WindowSpec] = {
         WindowSpec(
             table="id_activations_1m",
             source="id_activations",
-            measures={"activations": "count()", "level2_activations": "countIf(level = 2)"},
+            # Registrations and approvals are steps on the way; an account counts once it is activated.
+            measures={"activations": "countIf(step = 'activated')",
+                      "level2_activations": "countIf(step = 'activated' AND level = 2)"},
         ),
     )
 }

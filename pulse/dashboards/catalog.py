@@ -68,12 +68,15 @@ T_VALUE = "Giá trị không tiền mặt / Cashless value"
 T_ACTIVATIONS = "Kích hoạt VNeID / VNeID activations"
 
 D_ONLINE_RATE = "Dossiers submitted online ÷ all dossiers submitted. Target about 80–89 % (green from 89 %)."
-D_FULL_PROCESS = "Online dossiers of full-process services ÷ online dossiers. Target 100 % (Bạc Liêu, 2025)."
+D_FULL_PROCESS = ("Online dossiers of full-process services ÷ online dossiers: how much of the online traffic is "
+                  "fully online. Not the target measure: targets (Bạc Liêu 100 % in 2025) are about procedures "
+                  "offered, full_process_offer_rate on the KPI dashboard.")
 D_ON_TIME = "Dossiers returned by their due time ÷ dossiers returned. Late above 20 % is red."
 D_LATE = "Dossiers returned after their due time ÷ dossiers returned. Above 20 % is red."
 D_VNEID = ("Online dossiers whose submitter authenticated with VNeID ÷ online dossiers. "
            "Target 100 % (Bạc Liêu, 2025).")
-D_ONLINE_PAYMENT = "Returned dossiers whose fee was paid online ÷ dossiers returned."
+D_ONLINE_PAYMENT = ("Returned dossiers paid online ÷ dossiers returned (all, with or without a fee). The KPI "
+                    "over dossiers that carry a fee is online_payment_rate on the KPI dashboard.")
 D_PAYMENTS = "Successful VietQR payments at markets."
 D_VALUE = "Value of successful VietQR payments, in đồng."
 D_ACTIVATIONS = "VNeID accounts activated (levels 1 and 2)."
@@ -143,7 +146,7 @@ ACTIVATION_AGGREGATES = [
 ]
 
 C_ONLINE_RATE = Column("online_rate", "Trực tuyến / Online", PERCENT, ONLINE_RATE_STEPS, 1)
-C_FULL_PROCESS = Column("full_process_share", "Toàn trình / Full-process", PERCENT, FULL_TARGET_STEPS, 1)
+C_FULL_PROCESS = Column("full_process_share", "Toàn trình / Full-process", PERCENT, NEUTRAL, 1)
 C_ON_TIME = Column("on_time_rate", "Đúng hạn / On time", PERCENT, ON_TIME_STEPS, 1)
 C_LATE = Column("late_rate", "Trễ hạn / Late", PERCENT, LATE_STEPS, 1)
 C_VNEID = Column("vneid_share", "VNeID", PERCENT, FULL_TARGET_STEPS, 1)
@@ -168,7 +171,7 @@ def _per_1000(alias: str, measure: str) -> str:
 def overview() -> JSON:
     stats = [
         _stat(T_ONLINE_RATE, "dossiers_1m", ONLINE_RATE, PERCENT, D_ONLINE_RATE, ONLINE_RATE_STEPS, (3, 4)),
-        _stat(T_FULL_PROCESS, "dossiers_1m", FULL_PROCESS_SHARE, PERCENT, D_FULL_PROCESS, FULL_TARGET_STEPS, (3, 4)),
+        _stat(T_FULL_PROCESS, "dossiers_1m", FULL_PROCESS_SHARE, PERCENT, D_FULL_PROCESS, NEUTRAL, (3, 4)),
         _stat(T_ON_TIME, "dossiers_1m", ON_TIME_RATE, PERCENT, D_ON_TIME, ON_TIME_STEPS, (3, 4)),
         _stat(T_VNEID, "dossiers_1m", VNEID_SHARE, PERCENT, D_VNEID, FULL_TARGET_STEPS, (3, 4)),
         _stat(T_ONLINE_PAYMENT, "dossiers_1m", ONLINE_PAYMENT_RATE, PERCENT, D_ONLINE_PAYMENT, NEUTRAL, (3, 4)),
@@ -282,7 +285,7 @@ def cashless() -> JSON:
 def public_services() -> JSON:
     stats = [
         _stat(T_ONLINE_RATE, "dossiers_1m", ONLINE_RATE, PERCENT, D_ONLINE_RATE, ONLINE_RATE_STEPS),
-        _stat(T_FULL_PROCESS, "dossiers_1m", FULL_PROCESS_SHARE, PERCENT, D_FULL_PROCESS, FULL_TARGET_STEPS),
+        _stat(T_FULL_PROCESS, "dossiers_1m", FULL_PROCESS_SHARE, PERCENT, D_FULL_PROCESS, NEUTRAL),
         _stat(T_ON_TIME, "dossiers_1m", ON_TIME_RATE, PERCENT, D_ON_TIME, ON_TIME_STEPS),
         _stat(T_LATE, "dossiers_1m", LATE_RATE, PERCENT, D_LATE, LATE_STEPS),
         _stat(T_VNEID, "dossiers_1m", VNEID_SHARE, PERCENT, D_VNEID, FULL_TARGET_STEPS),
@@ -506,4 +509,90 @@ def pipeline() -> JSON:
     )
 
 
-DASHBOARDS: tuple[Callable[[], JSON], ...] = (overview, cashless, public_services, identity, pipeline)
+# ---------------------------------------------------------------------------------------------- KPIs and ranking
+# From the views pulse.kpi_daily (local days) and pulse.service_index_monthly, and the pulse.targets table:
+# docs/service-index.md. Days and months are Asia/Ho_Chi_Minh dates, so the range is cut on local dates.
+
+LOCAL_DAYS = ("day >= toDate($__fromTime, 'Asia/Ho_Chi_Minh') AND day <= toDate($__toTime, 'Asia/Ho_Chi_Minh')")
+LOCAL_MONTHS = ("month >= toStartOfMonth(toDate($__fromTime, 'Asia/Ho_Chi_Minh')) "
+                "AND month <= toDate($__toTime, 'Asia/Ho_Chi_Minh')")
+INDEX_GROUPS = [("publicity", "Công khai / Publicity (18)"), ("progress", "Tiến độ / Progress (20)"),
+                ("digitization", "Số hóa / Digitization (22)"), ("online_service", "Trực tuyến / Online (22)"),
+                ("satisfaction", "Hài lòng / Satisfaction (18)"), ("total", "Tổng / Total (100)")]
+DAILY_KPIS = [("online_dossier_rate", "Trực tuyến / Online"), ("on_time_rate", "Đúng hạn / On time"),
+              ("vneid_auth_rate", "VNeID"), ("electronic_result_rate", "KQ điện tử / Electronic result"),
+              ("overdue_open", "Quá hạn đang mở / Overdue open"),
+              ("online_payment_rate", "TT trực tuyến (có phí) / Paid online (with fee)"),
+              ("full_process_offer_rate", "DVC toàn trình / Full-process offered")]
+ATTAINMENT_STEPS: tuple[Step, ...] = (("red", None), ("yellow", 0.9), ("green", 1.0))
+INDEX_STEPS: tuple[Step, ...] = (("red", None), ("yellow", 70), ("green", 85))
+
+
+def _kpi_ratio(kpi: str) -> str:
+    return ratio(f"sumIf(numerator, kpi = '{kpi}')", f"sumIf(denominator, kpi = '{kpi}')")
+
+
+def _index_ranking() -> JSON:
+    """All 34 units ranked by their mean monthly index over the range (the province filter does not apply:
+    a rank is among all 34)."""
+    groups = ",\n    ".join(f"avg({name}) AS {name}" for name, _ in INDEX_GROUPS)
+    inner = (f"SELECT province_code,\n    {groups}\nFROM pulse.service_index_monthly\nWHERE {LOCAL_MONTHS}\n"
+             "GROUP BY province_code")
+    items = [("if(isNull(s.total), NULL, rank() OVER (ORDER BY s.total DESC NULLS LAST))", "rank"),
+             ("p.code", "code"), ("p.name", "province"), *[(f"s.{name}", name) for name, _ in INDEX_GROUPS]]
+    sql = select(items, f"FROM {provinces_table()} AS p\nLEFT JOIN (\n{inner}\n) AS s ON s.province_code = p.code"
+                        "\nORDER BY s.total IS NULL, s.total DESC, code\nSETTINGS join_use_nulls = 1")
+    columns = [Column("rank", "Hạng / Rank", "none", None, 0), Column("code", "Mã / Code"),
+               Column("province", "Tỉnh, thành / Province"),
+               *[Column(name, label, "none", INDEX_STEPS if name == "total" else None, 1)
+                 for name, label in INDEX_GROUPS]]
+    return table("Xếp hạng 34 tỉnh theo Chỉ số 766 / 34-province ranking, Decision 766 index", sql, columns,
+                 description="Mean monthly Decision 766 index (five groups, 100 points) over the months of the range, "
+                             "all 34 units ranked; no rank without a total (a group without data). Formulas and "
+                             "their assumptions: docs/service-index.md.", size=(24, 14))
+
+
+def _attainment() -> JSON:
+    """Each selected province's KPI over the range against its target for the range's (last) year."""
+    inner = select([("province_code", "province_code"), ("kpi", "kpi"), ("toYear(max(day))", "year"),
+                    (ratio("sum(numerator)", "sum(denominator)"), "value")],
+                   f"FROM pulse.kpi_daily\nWHERE {LOCAL_DAYS} AND province_code IN (${{province:singlequote}})"
+                   "\nGROUP BY province_code, kpi")
+    items = [("k.kpi", "kpi"), ("k.province_code", "code"), ("p.name", "province"), ("k.value", "value"),
+             ("t.target", "target"), (ratio("k.value", "t.target"), "attainment"), ("t.source", "source")]
+    sql = select(items, f"FROM (\n{inner}\n) AS k\n"
+                        "INNER JOIN pulse.targets AS t ON t.province_code = k.province_code AND t.kpi = k.kpi "
+                        f"AND t.year = k.year\nINNER JOIN {provinces_table()} AS p ON p.code = k.province_code"
+                        "\nORDER BY kpi, attainment, code")
+    columns = [Column("kpi", "Chỉ số / KPI"), Column("code", "Mã / Code"), Column("province", "Tỉnh / Province"),
+               Column("value", "Đạt / Value", PERCENT, None, 1), Column("target", "Mục tiêu / Target", PERCENT, None, 0),
+               Column("attainment", "Mức đạt / Attainment", PERCENT, ATTAINMENT_STEPS, 0),
+               Column("source", "Nguồn / Source")]
+    return table("Mức đạt mục tiêu / Target attainment", sql, columns,
+                 description="KPI over the range (summed numerators ÷ summed denominators of pulse.kpi_daily) "
+                             "÷ the province's target for that year (pulse.targets, with its source); below 100 % "
+                             "is behind target.", size=(24, 12))
+
+
+def kpis() -> JSON:
+    index = stat("Chỉ số 766 trung bình / Mean Decision 766 index",
+                 select([("avg(total)", "value")], f"FROM pulse.service_index_monthly\nWHERE {LOCAL_MONTHS} "
+                                                  f"AND province_code IN (${{province:singlequote}})"),
+                 unit="none", steps=INDEX_STEPS, size=(6, 8),
+                 description="Mean of the selected provinces' monthly index totals (of 100) over the range.")
+    daily_items = [("toDateTime(day)", "time"), *[(_kpi_ratio(kpi), kpi) for kpi, _ in DAILY_KPIS]]
+    daily = timeseries("KPI theo ngày / KPIs per local day",
+                       select(daily_items, f"FROM pulse.kpi_daily\nWHERE {LOCAL_DAYS} AND "
+                                           "province_code IN (${province:singlequote})\nGROUP BY time\nORDER BY time"),
+                       [Column(kpi, label) for kpi, label in DAILY_KPIS], unit=PERCENT, size=(18, 8),
+                       description="Daily KPIs of pulse.kpi_daily (days in Asia/Ho_Chi_Minh), selected provinces together.")
+    return dashboard(
+        "pulse-kpis", "Chỉ số, mục tiêu, xếp hạng / KPIs, targets and ranking",
+        description="Daily adoption KPIs, attainment of provincial and national targets, and the Decision 766 "
+                    "index ranking of the 34 units.",
+        panels=[index, daily, _attainment(), _index_ranking()], variables=[region_variable(), province_variable()],
+        tags=["kpi", "ranking"], time_from="now-30d",
+    )
+
+
+DASHBOARDS: tuple[Callable[[], JSON], ...] = (overview, cashless, public_services, identity, pipeline, kpis)

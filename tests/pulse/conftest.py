@@ -28,7 +28,8 @@ AGE_BANDS = ("14-17", "18-24", "25-39", "40-59", "60+")
 PAYMENT_COLUMNS = ["event_id", "event_time", "province_code", "market_id", "merchant_id", "payer_bank_bin",
                    "payee_bank_bin", "payee_account_masked", "amount_vnd", "channel", "status"]
 DOSSIER_COLUMNS = ["event_id", "event_time", "province_code", "dossier_id", "procedure_code", "full_process",
-                   "channel", "stage", "due_time", "paid_online", "vneid_authenticated"]
+                   "channel", "stage", "due_time", "paid_online", "vneid_authenticated", "fee_vnd",
+                   "result_electronic", "rating"]
 ACTIVATION_COLUMNS = ["event_id", "event_time", "province_code", "citizen_ref", "level", "method", "age_band"]
 DEAD_LETTER_COLUMNS = ["topic", "partition", "offset", "key", "reason", "error", "raw", "received_at"]
 WINDOW_COLUMNS = {
@@ -115,12 +116,19 @@ class _Generator:
             self._dossier_event(code, returned, common, "returned", due, paid, vneid)
             self._count("dossiers_1m", returned, code, completed=True, completed_on_time=returned <= due,
                         paid_online=paid)
+            rated = returned + timedelta(minutes=self.rng.randint(1, 30))
+            if rated < self.end and self.rng.random() < 0.5:  # half the applicants rate the service
+                self._dossier_event(code, rated, common, "rated", due, paid, vneid)
+                self._count("dossiers_1m", rated, code)
 
     def _dossier_event(self, code: str, at: datetime, common: list[Any], stage: str, due: datetime,
                        paid: bool, vneid: bool) -> None:
         dossier_id, procedure, full_process, channel = common
-        self.rows["dossier_events"].append(
-            [self._id(), at, code, dossier_id, procedure, full_process, channel, stage, due, paid, vneid])
+        fee = 50_000 if procedure.startswith("2.") else 0  # the 2.x sample procedures carry a fee
+        electronic = stage == "returned" and full_process
+        rating = self.rng.choice((2, 4, 5, 5)) if stage == "rated" else 0
+        self.rows["dossier_events"].append([self._id(), at, code, dossier_id, procedure, full_process, channel, stage,
+                                            due, paid, vneid, fee, electronic, rating])
 
     def activation(self, code: str, at: datetime) -> None:
         level = 2 if self.rng.random() < 0.4 else 1

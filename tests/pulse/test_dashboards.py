@@ -27,7 +27,7 @@ from sinks.client import Warehouse
 from tests.pulse.conftest import SampleStore
 
 BOARDS = build_all()
-UIDS = ["pulse-overview", "pulse-cashless", "pulse-public-services", "pulse-identity", "pulse-pipeline"]
+UIDS = ["pulse-overview", "pulse-cashless", "pulse-public-services", "pulse-identity", "pulse-pipeline", "pulse-kpis"]
 CODES = list(provinces())
 REGIONS = sorted({unit.region for unit in provinces().values()})
 WINDOW_TABLES = ("payments_1m", "dossiers_1m", "id_activations_1m")
@@ -48,13 +48,13 @@ SELECTIONS = {"all-provinces": (CODES, REGIONS, 30), "one-province": (["96"], ["
 # ---------------------------------------------------------------------------------------------- (a) JSON
 
 
-def test_the_five_dashboards_are_built() -> None:
+def test_the_six_dashboards_are_built() -> None:
     assert list(BOARDS) == UIDS
     for board in BOARDS.values():
         ids = [panel["id"] for panel in board["panels"]]
         assert len(ids) == len(set(ids))
         assert all(panel["gridPos"]["x"] + panel["gridPos"]["w"] <= 24 for panel in board["panels"])
-    for uid in UIDS[:-1]:
+    for uid in [uid for uid in UIDS if uid != "pulse-pipeline"]:
         assert [v["name"] for v in BOARDS[uid]["templating"]["list"]] == ["region", "province"]
 
 
@@ -362,7 +362,7 @@ def test_push_reuses_an_existing_folder_and_honours_no_overwrite() -> None:
         push(grafana.url + "/", TOKEN, folder="IOC", overwrite=False)
     assert not grafana.calls("POST", "/api/folders")
     posts = grafana.calls("POST", "/api/dashboards/db")
-    assert len(posts) == 5
+    assert len(posts) == 6
     assert all(p["body"]["folderUid"] == "existing" and p["body"]["overwrite"] is False for p in posts)
 
 

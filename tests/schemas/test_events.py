@@ -75,3 +75,54 @@ def test_dossier_and_activation_models() -> None:
             "citizen_ref": "001203004005",  # a raw citizen number, not an HMAC reference
             "level": 2, "method": "police_station", "age_band": "25-34",
         }))
+
+
+# --- fields added by issue 12: additive, with defaults that keep older events valid ---------------
+DOSSIER = {
+    "type": "dossier", "event_id": "7204e52d-b222-4a58-808a-05a6c4647152", "event_time": "2026-01-05T08:00:00+07:00",
+    "province_code": "24", "dossier_id": "HS-2", "procedure_code": "1.000003", "full_process": True,
+    "channel": "online", "stage": "returned", "due_time": "2026-01-06T08:00:00+07:00", "paid_online": True,
+    "vneid_authenticated": True,
+}
+ACTIVATION = {
+    "type": "id_activation", "event_id": "7204e52d-b222-4a58-808a-05a6c4647153",
+    "event_time": "2026-01-05T08:00:00+07:00", "province_code": "01", "citizen_ref": "ab" * 32, "level": 2,
+    "method": "police_station", "age_band": "25-34",
+}
+
+
+def test_older_events_take_the_stated_defaults() -> None:
+    dossier = DossierEvent.model_validate_json(json.dumps(DOSSIER))
+    assert (dossier.sector, dossier.fee_vnd, dossier.result_electronic, dossier.rating) == ("", 0, False, None)
+    assert payment().category == "market"
+    assert IdActivation.model_validate_json(json.dumps(ACTIVATION)).step == "activated"
+
+
+def test_new_fields_and_stages_are_read() -> None:
+    rated = DossierEvent.model_validate_json(json.dumps(DOSSIER | {
+        "stage": "rated", "rating": 4, "sector": "land", "fee_vnd": 50_000, "result_electronic": False}))
+    assert (rated.stage, rated.rating, rated.sector, rated.fee_vnd) == ("rated", 4, "land", 50_000)
+    for stage in ("supplement_requested", "withdrawn"):
+        assert DossierEvent.model_validate_json(json.dumps(DOSSIER | {"stage": stage})).stage == stage
+    assert payment(category="tuition").category == "tuition"
+    assert IdActivation.model_validate_json(json.dumps(ACTIVATION | {"step": "registered"})).step == "registered"
+
+
+@pytest.mark.parametrize("changes", [
+    {"stage": "rated"},  # a rating is required on `rated`
+    {"stage": "rated", "rating": 6},
+    {"stage": "rated", "rating": 0},
+    {"rating": 5},  # and only there
+    {"fee_vnd": -1},
+    {"fee_vnd": "1000"},  # strict types
+    {"result_electronic": "yes"},
+])
+def test_invalid_new_dossier_fields_are_rejected(changes: dict) -> None:
+    with pytest.raises(ValidationError):
+        DossierEvent.model_validate_json(json.dumps(DOSSIER | changes))
+
+
+def test_unknown_category_and_step_are_rejected() -> None:
+    assert "literal_error" in error_types(category="rent")
+    with pytest.raises(ValidationError):
+        IdActivation.model_validate_json(json.dumps(ACTIVATION | {"step": "revoked"}))

@@ -21,27 +21,40 @@ from tests.simulators.conftest import FOUR_WEEKS_SPEED, RATE, START, VN, WEEK_S,
 DEFAULT = scenario.load("default")
 
 
-def _settled(run: Run, margin_s: float = 3 * 86400) -> dict[str, list[dict]]:
-    """Dossiers (events in order) submitted early enough that every lifecycle could finish within the run."""
+def _settled(run: Run) -> dict[str, list[dict]]:
+    """Dossiers (events in order) submitted early enough that their lifecycle could finish within the run
+    whether late or not: a late one takes up to 1.6 times its deadline (in office time), so twice the span
+    from submission to due time plus four days (a weekend and a holiday) is enough. Chosen by due time only,
+    never by outcome, so the late share is not biased."""
     dossiers: dict[str, list[dict]] = {}
     for event in run.of("dossier"):
         dossiers.setdefault(event["dossier_id"], []).append(event)
     end = max(ts(e["event_time"]) for e in run.of("dossier"))
-    return {k: v for k, v in dossiers.items() if ts(v[0]["event_time"]) < end - margin_s}
+
+    def finishes(events: list[dict]) -> bool:
+        submitted, due = ts(events[0]["event_time"]), ts(events[0]["due_time"])
+        return submitted + 2 * (due - submitted) + 4 * 86400 < end
+
+    return {k: v for k, v in dossiers.items() if v[0]["stage"] == "submitted" and finishes(v)}
 
 
 def _late_share(dossiers: dict[str, list[dict]], keep=lambda code: True) -> tuple[float, int]:  # noqa: ANN001
-    returned = [v[-1] for v in dossiers.values()
-                if v[-1]["stage"] == "returned" and keep(current(v[-1]["province_code"]))]
+    returned = [e for v in dossiers.values() for e in v
+                if e["stage"] == "returned" and keep(current(e["province_code"]))]
     late = sum(ts(e["event_time"]) > ts(e["due_time"]) for e in returned)
     return late / len(returned), len(returned)
 
 
 # -- payments -------------------------------------------------------------------------------------
+def _market(run: Run) -> list[dict]:
+    """Market payments: the stream the market calibration (stalls, amounts, rhythm) is about."""
+    return [p for p in run.of("payment") if p["category"] == "market"]
+
+
 def test_payment_failure_and_dynamic_shares(default_run: Run) -> None:
-    payments = default_run.of("payment")
-    assert len(payments) > 40_000
-    failure = sum(p["status"] == "failed" for p in payments) / len(payments)
+    payments = _market(default_run)
+    assert len(payments) > 35_000  # of about 45,000 payments, 89 % at markets
+    failure = sum(p["status"] == "failed" for p in default_run.of("payment")) / len(default_run.of("payment"))
     dynamic = sum(p["channel"] == "vietqr_dynamic" for p in payments) / len(payments)
     assert failure == pytest.approx(DEFAULT["payments"]["failure_rate"], abs=0.003)  # s.e. 0.0007
     # Static/dynamic is a property of the merchant (≈ 7,600 merchants): s.e. about 0.006.
@@ -49,7 +62,7 @@ def test_payment_failure_and_dynamic_shares(default_run: Run) -> None:
 
 
 def test_amounts_are_log_normal_around_tens_of_thousands(default_run: Run) -> None:
-    amounts = sorted(p["amount_vnd"] for p in default_run.of("payment"))
+    amounts = sorted(p["amount_vnd"] for p in _market(default_run))
     assert all(a >= 1000 and a % 1000 == 0 for a in amounts)
     median = statistics.median(amounts)
     assert median == pytest.approx(DEFAULT["payments"]["amount_median_vnd"], rel=0.05)
@@ -68,7 +81,7 @@ def _chi_square(observed: Counter, weights: dict[str, float]) -> float:
 
 
 def test_payment_provinces_follow_population_times_cashless(default_run: Run) -> None:
-    observed = Counter(current(p["province_code"]) for p in default_run.of("payment"))
+    observed = Counter(current(p["province_code"]) for p in _market(default_run))
     units = provinces()
     weights = {c: u.population_millions * province_setting(DEFAULT, c, "cashless", 1.0) for c, u in units.items()}
     # 33 degrees of freedom: P(chi2 > 70) ≈ 2e-4.
@@ -95,7 +108,7 @@ def _expected(section: dict, first: float, last: float, by: str) -> list[float]:
 
 
 def test_payment_hours_have_market_morning_and_afternoon_peaks(default_run: Run) -> None:
-    payments = default_run.of("payment")
+    payments = _market(default_run)
     hours = Counter(local(p["event_time"]).hour for p in payments)
     shares = [hours[h] / len(payments) for h in range(24)]
     first = min(ts(p["event_time"]) for p in payments)
@@ -111,20 +124,22 @@ def test_payment_hours_have_market_morning_and_afternoon_peaks(default_run: Run)
 
 
 def test_payment_weekly_rhythm(default_run: Run) -> None:
-    payments = default_run.of("payment")
+    payments = _market(default_run)
     days = Counter(local(p["event_time"]).weekday() for p in payments)
     times = [ts(p["event_time"]) for p in payments]
     expected = _expected(DEFAULT["payments"], min(times), max(times), "weekday")
     # Four weeks: ≈ 6,000-7,500 payments per weekday, s.e. of a share ≈ 0.0015.
     for weekday in range(7):
         assert days[weekday] / len(payments) == pytest.approx(expected[weekday], abs=0.006), weekday
-    assert days[5] > 1.15 * days[1]  # Saturday markets are busier than Tuesday's
+    per_day = {weekday: days[weekday] / len({local(p["event_time"]).date() for p in payments
+                                             if local(p["event_time"]).weekday() == weekday}) for weekday in (1, 5)}
+    assert per_day[5] > 1.15 * per_day[1]  # Saturday markets are busier than Tuesday's
 
 
 def test_payer_banks_follow_market_share(default_run: Run) -> None:
     from schemas.banks import MARKET_SHARE_WEIGHTS
 
-    payments = default_run.of("payment")
+    payments = _market(default_run)
     payers = Counter(p["payer_bank_bin"] for p in payments)
     for bin_ in ("970436", "970422", "970405", "970437"):  # Vietcombank, MBBank, Agribank, HDBank
         assert payers[bin_] / len(payments) == pytest.approx(MARKET_SHARE_WEIGHTS[bin_], abs=0.006), bin_
@@ -133,7 +148,7 @@ def test_payer_banks_follow_market_share(default_run: Run) -> None:
 def test_tet_special_days_swell_then_empty_the_markets() -> None:
     start = datetime(2026, 2, 7, tzinfo=VN)  # Saturday, 10 days before mùng 1 Tết
     run = generate("default", 60_000, start=start, speed=2 * WEEK_S / (60_000 / RATE), seed=4)
-    days = Counter(local(p["event_time"]).date() for p in run.of("payment"))
+    days = Counter(local(p["event_time"]).date() for p in _market(run))
     specials = special_days(DEFAULT["payments"])
     weekly = DEFAULT["payments"]["weekly"]
 
@@ -157,7 +172,10 @@ def test_speed_holds_on_average_and_start_sets_the_origin(default_run: Run) -> N
     times = [e.event_time for e in default_run.emitted]
     assert times == sorted(times)
     expected_span = FOUR_WEEKS_SPEED * len(times) / RATE
-    assert times[-1] - times[0] == pytest.approx(expected_span, rel=0.03)
+    # Dossier lifecycles take working days and VNeID activations hours: the speed is calibrated for the steady
+    # state, where every start's later events fall inside the run. Four weeks from a cold start emit about 5 %
+    # fewer events than that (lifecycles still running at the end), so event time runs that much further.
+    assert times[-1] - times[0] == pytest.approx(expected_span * 1.045, rel=0.02)
     assert START.timestamp() <= times[0] < START.timestamp() + 60
     origin = datetime(2026, 3, 10, 14, 0, tzinfo=VN)
     run = generate("default", 2000, start=origin, speed=10.0, parse=False)
@@ -176,19 +194,31 @@ def test_dossier_channel_vneid_and_payment_shares(default_run: Run) -> None:
     assert len(online) / len(submitted) == pytest.approx(cfg["online_share"], abs=0.02)  # s.e. 0.004
     assert sum(d["vneid_authenticated"] for d in online) / len(online) == pytest.approx(cfg["vneid_auth_share"],
                                                                                           abs=0.015)
-    assert sum(d["paid_online"] for d in online) / len(online) == pytest.approx(cfg["paid_online_share"], abs=0.025)
+    with_fee = [d for d in online if d["fee_vnd"] > 0]
+    assert sum(d["paid_online"] for d in with_fee) / len(with_fee) == pytest.approx(cfg["paid_online_share"],
+                                                                                   abs=0.03)
+    assert not any(d["paid_online"] for d in submitted if d["fee_vnd"] == 0)  # nothing to pay
     offline = [d for d in submitted if d["channel"] == "offline"]
     assert not any(d["vneid_authenticated"] or d["paid_online"] for d in offline)
-    procedures = {d["procedure_code"]: d["full_process"] for d in submitted}
-    assert sum(procedures.values()) / len(procedures) == pytest.approx(cfg["full_process_share"], abs=0.011)
 
 
-def test_full_process_share_comes_from_the_scenario() -> None:
-    custom = scenario.load("default")
-    custom["dossiers"]["full_process_share"] = 0.8
-    run = generate(custom, 200)
-    procedures = run.generator.world.procedures
-    assert sum(p.full_process for p in procedures) == round(0.8 * len(procedures))
+def test_procedures_fees_and_full_process_come_from_the_catalogue(default_run: Run) -> None:
+    from schemas.catalogue import offered_full_process, procedures
+
+    catalogue = {p.code: p for p in procedures()}
+    offered = offered_full_process()
+    submitted = [d for d in default_run.of("dossier") if d["stage"] == "submitted"]
+    for event in submitted:
+        procedure = catalogue[event["procedure_code"]]
+        assert (event["sector"], event["fee_vnd"]) == (procedure.sector, procedure.fee_vnd)
+        assert event["full_process"] == (procedure.code in offered[current(event["province_code"])])
+    # Full-process submissions follow each province's offer: Cà Mau (95 % of eligible) far above Hải Phòng (50 %).
+    def full_share(code: str) -> float:
+        mine = [d for d in submitted if current(d["province_code"]) == code]
+        return sum(d["full_process"] for d in mine) / len(mine)
+
+    assert full_share("96") > full_share("31") + 0.15
+    assert len({d["procedure_code"] for d in submitted}) > 500  # a Zipf draw over 1,800 procedures
 
 
 def test_counter_dossiers_arrive_in_office_hours_only(default_run: Run) -> None:
@@ -201,14 +231,14 @@ def test_counter_dossiers_arrive_in_office_hours_only(default_run: Run) -> None:
 
 def test_default_late_share_is_near_the_scenario(default_run: Run) -> None:
     share, returned = _late_share(_settled(default_run))
-    assert returned > 5000
+    assert returned > 3000  # s.e. of the share ≈ 0.004
     assert share == pytest.approx(DEFAULT["dossiers"]["late_rate"], abs=0.015)  # s.e. 0.003
 
 
 def test_bac_lieu_scenario_makes_ca_mau_late(bac_lieu_run: Run, default_run: Run) -> None:
     dossiers = _settled(bac_lieu_run)
     ca_mau, returned = _late_share(dossiers, lambda code: code == "96")
-    assert returned > 400  # s.e. of the share ≈ 0.02 around 0.24
+    assert returned > 300  # s.e. of the share ≈ 0.025 around 0.24
     assert ca_mau > 0.20
     elsewhere, _ = _late_share(dossiers, lambda code: code != "96")
     assert elsewhere == pytest.approx(DEFAULT["dossiers"]["late_rate"], abs=0.015)
@@ -220,12 +250,12 @@ def test_bac_lieu_scenario_makes_ca_mau_late(bac_lieu_run: Run, default_run: Run
 
 # -- identity -------------------------------------------------------------------------------------
 def test_identity_levels_methods_and_ages(default_run: Run) -> None:
-    activations = default_run.of("id_activation")
+    activations = [a for a in default_run.of("id_activation") if a["step"] == "registered"]
     cfg = DEFAULT["identity"]
     assert len(activations) > 3000
     level2 = [a for a in activations if a["level"] == 2]
     assert len(level2) / len(activations) == pytest.approx(cfg["level2_share"], abs=0.03)  # s.e. 0.008
-    assert all(a["method"] == "police_station" for a in level2)
+    assert all(a["method"] == "police_station" for a in level2)  # registered in person
     level1 = [a for a in activations if a["level"] == 1]
     self_service = sum(a["method"] == "self_service" for a in level1) / len(level1)
     assert self_service == pytest.approx(cfg["self_service_share_level1"], abs=0.025)
@@ -241,7 +271,8 @@ def test_vneid_campaign_boosts_bac_ninh(vneid_run: Run, default_run: Run) -> Non
 
     assert share_24(default_run) == pytest.approx(3.619 / 112.095, abs=0.012)
     assert share_24(vneid_run) > 2.5 * share_24(default_run)
-    in_24 = [a for a in vneid_run.of("id_activation") if current(a["province_code"]) == "24"]
+    in_24 = [a for a in vneid_run.of("id_activation")
+             if current(a["province_code"]) == "24" and a["step"] == "registered"]
     campaign_hours = [a for a in in_24 if 7 <= local(a["event_time"]).hour < 21]
     assert len(campaign_hours) > 0.9 * len(in_24)
     level2 = sum(a["level"] == 2 for a in campaign_hours) / len(campaign_hours)
@@ -250,25 +281,119 @@ def test_vneid_campaign_boosts_bac_ninh(vneid_run: Run, default_run: Run) -> Non
 
 # -- lifecycles -----------------------------------------------------------------------------------
 def test_lifecycles_are_valid_paths_with_ordered_times(default_run: Run) -> None:
+    from simulators.stats import lifecycle_ok
+
     dossiers: dict[str, list[dict]] = {}
     for event in default_run.of("dossier"):
         dossiers.setdefault(event["dossier_id"], []).append(event)
-    rejected = finished = 0
+    outcomes: Counter = Counter()
     for events in dossiers.values():
         stages = [e["stage"] for e in events]
         times = [ts(e["event_time"]) for e in events]
         assert times == sorted(times), stages
+        assert lifecycle_ok(stages), stages
         assert len({e["due_time"] for e in events}) == 1
         assert ts(events[0]["due_time"]) > times[0]
-        assert len({(e["province_code"], e["channel"], e["procedure_code"]) for e in events}) == 1
-        if stages[-1] == "rejected":
-            rejected += 1
-            stages = stages[:-1]
-            assert 2 <= len(stages) <= 3, stages
-        assert stages == list(STAGES[: len(stages)]), stages
-        finished += events[-1]["stage"] in ("returned", "rejected")
-    assert rejected / len(dossiers) == pytest.approx(DEFAULT["dossiers"]["rejection_rate"], abs=0.01)
-    assert finished > 0.9 * len(dossiers)
+        assert len({(e["province_code"], e["channel"], e["procedure_code"], e["fee_vnd"]) for e in events}) == 1
+        assert all((e["stage"] == "rated") == ("rating" in e) for e in events)
+        assert not any(e["result_electronic"] for e in events if e["stage"] != "returned")
+        outcomes.update(stage for stage in stages if stage != "submitted")
+    settled = _settled(default_run)
+    cfg = DEFAULT["dossiers"]
+    # ≈ 3,500 settled dossiers: s.e. of a 4 % share ≈ 0.003, of a 30 % share ≈ 0.009.
+    assert outcomes["rejected"] / outcomes["accepted"] == pytest.approx(cfg["rejection_rate"], abs=0.01)
+    assert outcomes["withdrawn"] / outcomes["accepted"] == pytest.approx(cfg["withdrawal_rate"], abs=0.006)
+    assert outcomes["supplement_requested"] / outcomes["accepted"] == pytest.approx(cfg["supplement_rate"], abs=0.015)
+    assert outcomes["rated"] / outcomes["returned"] == pytest.approx(cfg["rated_share"], abs=0.03)
+    finished = [v for v in settled.values() if v[-1]["stage"] in ("returned", "rated", "rejected", "withdrawn")]
+    assert len(finished) == len(settled) > 3000  # every settled dossier has its outcome
+
+
+def test_ratings_and_electronic_results(default_run: Run) -> None:
+    dossiers = default_run.of("dossier")
+    ratings = Counter(e["rating"] for e in dossiers if e["stage"] == "rated")
+    assert sum(ratings.values()) > 1000
+    assert (ratings[4] + ratings[5]) / sum(ratings.values()) == pytest.approx(0.85, abs=0.03)  # 0.30 + 0.55
+    returned = [e for e in dossiers if e["stage"] == "returned"]
+    full = [e for e in returned if e["channel"] == "online" and e["full_process"]]
+    offline = [e for e in returned if e["channel"] == "offline"]
+    assert sum(e["result_electronic"] for e in full) / len(full) == pytest.approx(0.95, abs=0.03)
+    assert sum(e["result_electronic"] for e in offline) / len(offline) == pytest.approx(0.15, abs=0.04)
+
+
+def test_deadlines_are_working_days_of_the_catalogue(default_run: Run) -> None:
+    from schemas.catalogue import procedures
+
+    deadline_days = {p.code: p.deadline_working_days for p in procedures()}
+    holidays = scenario.holidays(DEFAULT["dossiers"])
+    submitted = [d for d in default_run.of("dossier") if d["stage"] == "submitted"]
+    for event in submitted[:3000]:
+        due = local(event["due_time"])
+        hour = due.hour + due.minute / 60 + due.second / 3600
+        assert due.weekday() < 5 and due.date() not in holidays, event  # due on a working day, in office hours
+        assert 7.5 <= hour <= 11.5 or 13 <= hour <= 17, event
+        calendar_days = (ts(event["due_time"]) - ts(event["event_time"])) / 86400
+        # N working days of 8 office hours: at least N - 1 calendar days, at most N x 7/5 + holidays + 2
+        assert deadline_days[event["procedure_code"]] - 1 <= calendar_days
+        assert calendar_days <= deadline_days[event["procedure_code"]] * 1.4 + 4
+
+
+# -- payment categories ---------------------------------------------------------------------------
+def test_bills_come_at_the_start_of_the_month(default_run: Run) -> None:
+    utility = [local(p["event_time"]).date() for p in default_run.of("payment") if p["category"] == "utility"]
+    days = Counter(utility)
+    early = [n for day, n in days.items() if day.day <= 7]
+    late = [n for day, n in days.items() if day.day >= 15]
+    # month_days: 2.5-1.6 in the first week, 0.5 from the 13th (about 2,000 bills in four weeks)
+    assert statistics.mean(early) > 2.5 * statistics.mean(late)
+
+
+def test_tuition_comes_at_the_start_of_the_school_year() -> None:
+    start = datetime(2026, 8, 17, tzinfo=VN)  # four weeks around 1 September
+    run = generate("default", 60_000, start=start, speed=4 * WEEK_S / (60_000 / RATE), seed=6,
+                   only=b'"category":"tuition"')
+    days = Counter(local(p["event_time"]).date() for p in run.events)
+    august = [n for day, n in days.items() if day.month == 8]
+    september = [n for day, n in days.items() if day.month == 9 and day.day <= 7]
+    assert sum(days.values()) > 500
+    assert statistics.mean(september) > 4 * statistics.mean(august)  # months 3.0 vs 0.8, month start x 2
+
+
+def test_every_category_is_paid_by_dynamic_qr_with_its_own_amounts(default_run: Run) -> None:
+    payments = default_run.of("payment")
+    shares = Counter(p["category"] for p in payments)
+    categories = DEFAULT["payments"]["categories"]
+    for name, cfg in categories.items():
+        mine = [p for p in payments if p["category"] == name]
+        assert all(p["channel"] == "vietqr_dynamic" for p in mine), name
+        assert statistics.median(p["amount_vnd"] for p in mine) == pytest.approx(cfg["amount_median_vnd"], rel=0.15)
+    market = 1 - sum(float(c["share"]) for c in categories.values())
+    assert shares["market"] / len(payments) == pytest.approx(market, abs=0.02)
+
+
+# -- VNeID lifecycle ------------------------------------------------------------------------------
+def test_vneid_lifecycle_registered_in_person_then_activated_in_the_app(default_run: Run) -> None:
+    people: dict[str, list[dict]] = {}
+    for event in default_run.of("id_activation"):
+        people.setdefault(event["citizen_ref"], []).append(event)
+    end = max(ts(e["event_time"]) for e in default_run.of("id_activation"))
+    activated = {1: [0, 0], 2: [0, 0]}  # level -> [registered a week before the end, of them activated]
+    for events in people.values():
+        steps = [e["step"] for e in events]
+        assert steps == ["registered", "approved", "activated"][:len(steps)], steps  # the run may end mid-way
+        assert [ts(e["event_time"]) for e in events] == sorted(ts(e["event_time"]) for e in events)
+        assert len({(e["level"], e["province_code"], e["age_band"]) for e in events}) == 1
+        assert all(e["method"] == "self_service" for e in events[1:])  # approval SMS, activation in the app
+        level = events[0]["level"]
+        if level == 2 and len(events) > 1:
+            approved = local(events[1]["event_time"])
+            hour = approved.hour + approved.minute / 60 + approved.second / 3600
+            assert approved.weekday() < 5 and (7.5 <= hour <= 11.5 or 13 <= hour <= 17)  # reviewed in office hours
+        if ts(events[0]["event_time"]) < end - 9 * 86400:
+            activated[level][0] += 1
+            activated[level][1] += steps[-1] == "activated"
+    for level, (registered, done) in activated.items():
+        assert done / registered == pytest.approx({1: 0.85, 2: 0.9}[level], abs=0.03), level
 
 
 def test_unscaled_lifecycles_move_only_in_office_hours() -> None:
@@ -281,6 +406,8 @@ def test_unscaled_lifecycles_move_only_in_office_hours() -> None:
     accepted_at: dict[str, datetime] = {}
     for event in run.of("dossier"):
         moment = local(event["event_time"])
+        if event["stage"] == "rated":
+            continue  # the applicant's step, at any hour
         if event["stage"] == "submitted":
             submitted_at[event["dossier_id"]] = moment
             continue

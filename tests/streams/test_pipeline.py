@@ -101,3 +101,16 @@ def test_business_counters_by_province(sink: ClickHouseSink) -> None:
     before = activations("96")
     pipeline(sink).process(messages([activation("00:00:10", "96"), activation("00:00:11", "95")]))
     assert activations("96") == before + 2  # the legacy code 95 counts under Cà Mau
+
+
+def test_windows_count_activated_accounts_only(sink: ClickHouseSink) -> None:
+    def at_step(clock: str, step: str | None, level: int = 2) -> bytes:
+        event = json.loads(activation(clock, "01", level=level))
+        if step is not None:
+            event["step"] = step
+        return json.dumps(event).encode()
+
+    values = [at_step("00:00:10", "registered"), at_step("00:00:20", "approved"), at_step("00:00:30", "activated"),
+              at_step("00:00:40", None, level=1)]  # no step: an older producer's activation
+    assert pipeline(sink).process(messages(values)).accepted == 4
+    assert activations_1m(sink) == {("00:00", "01"): (2, 1)}

@@ -35,7 +35,8 @@ def _measures(event: dict) -> dict[str, int]:
         ok = event["status"] == "success"
         return {"tx_count": 1, "success_count": int(ok), "amount_vnd": event["amount_vnd"] if ok else 0}
     if kind == "id_activation":
-        return {"activations": 1, "level2_activations": int(event["level"] == 2)}
+        activated = event.get("step", "activated") == "activated"  # registrations/approvals are not counted
+        return {"activations": int(activated), "level2_activations": int(activated and event["level"] == 2)}
     submitted = event["stage"] == "submitted"
     online = submitted and event["channel"] == "online"
     returned = event["stage"] == "returned"
