@@ -137,14 +137,17 @@ def accepted_events(client: Client, scope: Scope) -> dict[str, int]:
 
 
 def dead_letters(client: Client, scope: Scope) -> list[tuple[str, str, int]]:
-    """(reason, province code read from the rejected message or '', count) received in the period.
+    """(reason, province code read from the rejected message or '', count) in the period.
 
-    A dead letter has no trusted event time or province: it is dated by when it was received, and its
-    province is whatever code the rejected message carried (legacy codes included), if any could be read."""
+    A dead letter is dated by the event time the rejected message carried when one can be read (a
+    `too_late` event belongs to the day it happened, also when a month is backfilled), else by when it
+    was received; its province is the code the message carried (legacy codes included), if any."""
     codes = scope.provinces + scope.legacy_codes
     raw_code = "JSONExtractString(raw, 'province_code')"
     scoped = f"{raw_code} IN ({', '.join(repr(code) for code in codes)})" if codes else "1"
+    event_day = (f"toDate(parseDateTime64BestEffortOrNull(JSONExtractString(raw, 'event_time'), 3, 'UTC'), "
+                 f"'{LOCAL_TZ}')")
+    dated = f"coalesce({event_day}, toDate(received_at, '{LOCAL_TZ}'))"
     return [(reason, code, int(count)) for reason, code, count in client.query(
         f"SELECT reason, {raw_code} AS code, count() FROM {scope.database}.dead_letters FINAL "
-        f"WHERE {scope.local_days('received_at')} AND {scoped} GROUP BY reason, code ORDER BY reason, code"
-    ).result_rows]
+        f"WHERE {scope.days(dated)} AND {scoped} GROUP BY reason, code ORDER BY reason, code").result_rows]
