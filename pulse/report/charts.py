@@ -75,9 +75,10 @@ def trend_chart(days: Sequence[date], series: dict[str, Sequence[float | None]],
             if label in targets:
                 axes.axhline(targets[label], color=colour, linestyle="--", linewidth=1, alpha=0.8)
         axes.yaxis.set_major_formatter(percent_axis)
-        axes.set_ylim(0, 1.05)
+        axes.set_ylim(_rate_floor([*targets.values(), *(v for vs in series.values() for v in vs if v is not None)]),
+                      1.02)
         _day_axis(axes, days)
-        axes.legend(loc="lower left", frameon=False, ncols=2, fontsize=8)
+        axes.legend(loc="upper left", bbox_to_anchor=(0, -0.1), frameon=False, ncols=3, fontsize=8)
         axes.set_title(title, loc="left")
         axes.grid(axis="y", color="#e5e5e5")
         return to_svg(figure, name)
@@ -155,6 +156,12 @@ def cumulative_chart(days: Sequence[date], series: dict[str, Sequence[int]], tit
         axes.set_title(title, loc="left")
         axes.grid(axis="y", color="#e5e5e5")
         return to_svg(figure, name)
+
+
+def _rate_floor(values: Sequence[float]) -> float:
+    """Where a rate axis starts: 10 points under the lowest value, on a multiple of 10 %, so that lines
+    in the 80s and 90s are told apart; the axis labels say where it starts."""
+    return max(0.0, (int(min(values, default=0.0) * 10) - 1) / 10)
 
 
 def _day_axis(axes, days: Sequence[date]) -> None:  # noqa: ANN001 - matplotlib Axes
