@@ -156,6 +156,7 @@ def _charts(page: ReportPage, kpi_days: dict, volumes: dict, targets: dict) -> d
                      if f.kpi.name in TREND_KPIS and f.target is not None}
     if series:
         drawn["trend"] = charts.trend_chart(days, series, trend_targets, "Daily rates (dashed: target)", "trend")
+
     def volume(name: str) -> list[int]:
         return [volumes.get(day, {}).get(name, 0) for day in days]
     drawn["dossiers"] = charts.volume_chart(days, {"online": volume("submitted_online"),
