@@ -17,6 +17,7 @@ from pulse.report.content import (
     ServiceIndexScore,
     VneidProgress,
     kpi_figures,
+    national_target,
     quality_figures,
     ranking,
     ratio,
@@ -144,12 +145,10 @@ def _charts(page: ReportPage, kpi_days: dict, volumes: dict, targets: dict) -> d
     days = _days(request.first, request.last)
     drawn = {}
     if page.headline_ranking:
-        national_target = next((t.value for (_, kpi), t in targets.items() if kpi == HEADLINE_KPI and t.national),
-                               None)
-        own = targets.get((request.province, HEADLINE_KPI)) if request.province else None
+        line = targets.get((request.province, HEADLINE_KPI)) if request.province else None
+        line = line or national_target(targets, HEADLINE_KPI)
         drawn["ranking"] = charts.ranking_chart(page.headline_ranking, request.province,
-                                                own.value if own else national_target,
-                                                "Dossiers submitted online, by province")
+                                                line.value if line else None, "Dossiers submitted online, by province")
     series = {KPI_BY_NAME[kpi].label: [ratio(*kpi_days[kpi][day]) if day in kpi_days.get(kpi, {}) else None
                                        for day in days] for kpi in TREND_KPIS if kpi in kpi_days}
     trend_targets = {KPI_BY_NAME[f.kpi.name].label: f.target.value for f in page.figures

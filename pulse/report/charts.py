@@ -110,14 +110,14 @@ def service_index_chart(score: ServiceIndexScore) -> str:
         groups = list(SERVICE_GROUP_MAXIMA)
         positions = range(len(groups))
         axes.barh(positions, [SERVICE_GROUP_MAXIMA[g] for g in groups], color=MUTED, height=0.7, label="maximum")
-        bars = axes.barh(positions, [score.groups[g] for g in groups], color=BASE, height=0.45, label="score")
+        bars = axes.barh(positions, [score.groups[g] or 0 for g in groups], color=BASE, height=0.45, label="score")
         axes.bar_label(bars, labels=[f"{vn_decimal(score.groups[g])} / {SERVICE_GROUP_MAXIMA[g]}" for g in groups],
                        padding=3, fontsize=8)
         axes.set_yticks(list(positions), [SERVICE_GROUP_LABELS[g] for g in groups])
         axes.invert_yaxis()
         axes.set_xlim(0, 25)
-        axes.set_title(f"Decision 766 index {score.month:%m/%Y}: {vn_decimal(score.total)} of 100 points",
-                       loc="left")
+        total = f"{vn_decimal(score.total)} of 100 points" if score.total is not None else "incomplete"
+        axes.set_title(f"Decision 766 index {score.month:%m/%Y}: {total} (– : nothing to score)", loc="left")
         return to_svg(figure, "service-index")
 
 

@@ -65,6 +65,17 @@ def targets_by_province(rows: list[tuple[str, str, float, str]]) -> dict[tuple[s
     return found
 
 
+def national_target(targets: dict[tuple[str, str], Target], kpi: str) -> Target | None:
+    """The target for the whole country: a national row, or else the one value that all 34 provinces share
+    (a national programme's target is often recorded once per province)."""
+    own = [target for (code, name), target in targets.items() if name == kpi]
+    if any(target.national for target in own):
+        return next(target for target in own if target.national)
+    if len(own) == len(provinces()) and len({target.value for target in own}) == 1:
+        return Target(own[0].value, own[0].source, True)
+    return None
+
+
 def met(value: float | None, target: float | None, lower_is_better: bool) -> bool | None:
     if value is None or target is None:
         return None
@@ -131,7 +142,7 @@ def kpi_figures(totals: dict[tuple[str, str], tuple[float, float]], targets: dic
         rank = next((row.rank for row in ranks if row.code == scope_codes[0]), None) if len(scope_codes) == 1 \
             else None
         target = targets.get((scope_codes[0], kpi.name)) if len(scope_codes) == 1 else \
-            next((t for (code, name), t in targets.items() if name == kpi.name and t.national), None)
+            national_target(targets, kpi.name)
         figures.append(KpiFigure(kpi, ratio(num, den), num, den, target, rank, len(ranks)))
     return figures
 
@@ -167,29 +178,33 @@ class ServiceIndexScore:
     month: date
     code: str
     name: str
-    groups: dict[str, float]
-    total: float
-    rank: int
+    groups: dict[str, float | None]  # None: the group had nothing to score that month
+    total: float | None
+    rank: int | None
     ranked: int
 
 
+def _number(value: object) -> float | None:
+    return None if value is None else float(value)  # type: ignore[arg-type]
+
+
 def service_index_scores(rows: list[tuple]) -> list[ServiceIndexScore]:
-    """Rows of service_index_monthly, ranked by total within each month (ties share a rank)."""
+    """Rows of service_index_monthly, ranked by total within each month (ties share a rank; no total, no rank)."""
     names = provinces()
     by_month: dict[date, list[tuple]] = {}
     for row in rows:
         by_month.setdefault(row[0], []).append(row)
     scores = []
     for month, month_rows in sorted(by_month.items()):
-        month_rows.sort(key=lambda row: (-float(row[7]), row[1]))
+        month_rows.sort(key=lambda row: (row[7] is None, -float(row[7] or 0), row[1]))
+        ranked = sum(row[7] is not None for row in month_rows)
         previous: ServiceIndexScore | None = None
         for position, row in enumerate(month_rows, start=1):
-            total = float(row[7])
-            rank = previous.rank if previous and previous.total == total else position
+            total = _number(row[7])
+            rank = None if total is None else previous.rank if previous and previous.total == total else position
             unit = names.get(row[1])
             previous = ServiceIndexScore(month, row[1], unit.name if unit else row[1],
-                                         dict(zip(SERVICE_GROUP_MAXIMA, map(float, row[2:7]))), total, rank,
-                                         len(month_rows))
+                                         dict(zip(SERVICE_GROUP_MAXIMA, map(_number, row[2:7]))), total, rank, ranked)
             scores.append(previous)
     return scores
 

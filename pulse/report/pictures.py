@@ -70,17 +70,18 @@ def simulate_live_hour(work: Path, env: dict[str, str]) -> dict[str, float]:
 
 
 def ensure_kpi_tables(settings: Settings) -> list[str]:
-    """Until issue 12's migrations land, the KPI tables are test stand-ins filled from the raw tables.
+    """Until issue 12's migrations land, the KPI tables are test stand-ins (views over the raw tables).
 
-    The lead removes this function's body (and `tests/support/kpi_standins.py`) at that merge."""
+    At that merge the lead replaces this body with the migrations (`migrate(client, database)`, which the
+    direct replay has already applied) and deletes `tests/support/kpi_standins.py`."""
     from pulse.store import open_warehouse
-    from tests.support import kpi_standins
+    from tests.support import kpi_standins  # kpi_standins: removed when issue 12 lands
 
     warehouse = open_warehouse(settings, keep_open=False)
     try:
         with warehouse.lease() as client:
-            created = kpi_standins.ensure_tables(client, warehouse.database)
-            kpi_standins.fill_from_raw(client, warehouse.database, created, MONTH_LAST.year)
+            created = kpi_standins.ensure_tables(client, warehouse.database)  # kpi_standins
+            kpi_standins.fill_placeholder_targets(client, warehouse.database, created, MONTH_LAST.year)  # kpi_standins
             return created
     finally:
         warehouse.close()

@@ -9,15 +9,15 @@ from pulse.report.pictures import MAX_PNG_BYTES, watch_picture, watch_rows
 from pulse.settings import Settings
 from tests.support.browser_check import check_page, pixel_stddev
 
-UNTIL = datetime(2026, 3, 3, 9, 0, tzinfo=timezone(timedelta(hours=7)))
+UNTIL = datetime(2031, 3, 4, 10, 0, tzinfo=timezone(timedelta(hours=7)))
 
 
 def test_watch_rows_are_the_day_up_to_the_moment(report_store: str, tmp_path: Path) -> None:
     settings = Settings(state_dir=tmp_path, clickhouse_url=report_store)
     rows = watch_rows(settings, UNTIL)
-    # 3 March local from 00:00 to 09:00: the 08:00 windows (01:00 UTC); 2 March's rows are another day.
+    # 4 March local from 00:00 to 10:00: the 09:00 windows (02:00 UTC); 3 March's rows are another day.
     assert [(row["table"], row["window_start"], row["province_code"]) for row in rows] == [
-        ("dossiers_1m", "2026-03-03T01:00:00+00:00", "24"), ("id_activations_1m", "2026-03-03T01:00:00+00:00", "24")]
+        ("dossiers_1m", "2031-03-04T02:00:00+00:00", "24"), ("id_activations_1m", "2031-03-04T02:00:00+00:00", "24")]
     assert rows[0]["submitted_online"] == 47 and rows[1]["activations"] == 1
 
 

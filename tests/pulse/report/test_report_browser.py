@@ -25,7 +25,7 @@ def report_files(report_store: str, tmp_path_factory: pytest.TempPathFactory) ->
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("PULSE_CLICKHOUSE_URL", report_store)
         patch.setenv("PULSE_STATE_DIR", str(out / "state"))
-        result = CliRunner().invoke(main, ["report", "--from", "2026-03-02", "--to", "2026-03-03", "--province", "24",
+        result = CliRunner().invoke(main, ["report", "--from", "2031-03-03", "--to", "2031-03-04", "--province", "24",
                                            "--out", str(out / "report.html"), "--pdf", str(out / "report.pdf")])
     assert result.exit_code == 0, result.output
     return out / "report.html", out / "report.pdf"
