@@ -116,8 +116,9 @@ def service_index_chart(score: ServiceIndexScore) -> str:
         axes.set_yticks(list(positions), [SERVICE_GROUP_LABELS[g] for g in groups])
         axes.invert_yaxis()
         axes.set_xlim(0, 25)
-        total = f"{vn_decimal(score.total)} of 100 points" if score.total is not None else "incomplete"
-        axes.set_title(f"Decision 766 index {score.month:%m/%Y}: {total} (– : nothing to score)", loc="left")
+        total = f"{vn_decimal(score.total)} of 100 points" if score.total is not None else "no total"
+        unscored = " (–: nothing to score)" if None in score.groups.values() else ""
+        axes.set_title(f"Decision 766 index {score.month:%m/%Y}: {total}{unscored}", loc="left")
         return to_svg(figure, "service-index")
 
 
