@@ -175,3 +175,17 @@ def test_report_reads_only_and_names_missing_tables(tmp_path: Path, monkeypatch:
     assert _query(url, "SELECT count() FROM system.tables WHERE database = 'pulse'") == [(0,)]  # nothing created
     with pytest.raises(ReportError):
         ReportRequest(LAST, FIRST).validated()
+
+
+def test_index_rows_without_a_total_are_listed_unranked() -> None:
+    from datetime import date
+
+    from pulse.report.content import service_index_scores
+
+    rows = [(date(2031, 3, 1), "24", 15.0, 18.0, 20.0, 19.0, None, None),  # no ratings: satisfaction unscored
+            (date(2031, 3, 1), "01", 16.0, 19.0, 21.0, 20.0, 17.0, 93.0),
+            (date(2031, 3, 1), "96", 12.0, 14.0, 15.0, 16.0, 13.0, 70.0)]
+    scores = service_index_scores(rows)
+    assert [(s.code, s.total, s.rank, s.ranked) for s in scores] == [("01", 93.0, 1, 2), ("96", 70.0, 2, 2),
+                                                                     ("24", None, None, 2)]
+    assert scores[2].groups["satisfaction"] is None and scores[2].groups["progress"] == 18.0
