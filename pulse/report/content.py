@@ -168,8 +168,9 @@ def standing_sentences(figures: list[KpiFigure]) -> list[str]:
             continue
         gap = figure.value - figure.target.value
         verdict = "meets" if figure.met else "misses"
+        sign = "+" if gap >= 0 else "−"
         lines.append(f"{figure.kpi.label}: {vn_pct(figure.value)}, {verdict} the target of "
-                     f"{vn_pct(figure.target.value)} ({'+' if gap >= 0 else '−'}{vn_decimal(100 * abs(gap))} points).")
+                     f"{vn_pct(figure.target.value)} ({sign}{vn_decimal(100 * abs(gap))} points).")
     return lines
 
 

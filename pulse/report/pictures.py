@@ -3,7 +3,8 @@
 It simulates a month for the 34 provinces with the project's own simulator, stores it the way a backfill
 does (`pulse replay --direct` into a throw-away chDB store), builds the report for one province and
 takes a screenshot of it (docs/pictures/report.png). Then it adds one live-looking hour (the density of
-`pulse demo`) and draws the `pulse watch` screen from the store's window rows with rich, exports it as SVG and has Chromium turn it into docs/pictures/watch.png.
+`pulse demo`) and draws the `pulse watch` screen from the store's window rows with rich, exports it as
+SVG and has Chromium turn it into docs/pictures/watch.png.
 
     python -m pulse.report.pictures docs/pictures [--province 24] [--keep DIR]
 """
@@ -149,8 +150,11 @@ def watch_picture(settings: Settings, work: Path, out: Path, until: datetime) ->
     board = WindowBoard()
     for row in watch_rows(settings, until):
         board.add(row)
-    console = Console(record=True, width=128, force_terminal=True, color_system="truecolor", file=io.StringIO())
-    console.print(board.render())
+    screen = board.render()
+    # A terminal just wide enough for the table, so that no province name wraps and no blank margin is left.
+    width = min(200, Console(width=200, file=io.StringIO()).measure(screen).maximum)
+    console = Console(record=True, width=width, force_terminal=True, color_system="truecolor", file=io.StringIO())
+    console.print(screen)
     svg = console.export_svg(title="pulse watch")
     # rich's SVG would fetch its font from a CDN; the system's monospace font draws the same characters.
     # JetBrains Mono (Debian's fonts-jetbrains-mono) draws every Vietnamese letter; Fira Code lacks some.
