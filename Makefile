@@ -2,7 +2,7 @@
 PYTHON ?= python3
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup demo test bench lint-rules dashboards clean
+.PHONY: setup demo test bench lint-rules dashboards pictures clean
 
 setup:
 	bash deploy/setup.sh
@@ -18,6 +18,10 @@ bench: setup
 
 dashboards:
 	$(PYTHON) -m pulse.cli dashboards build
+
+# docs/pictures/report.png and watch.png, from a month it simulates itself (about a minute).
+pictures: setup
+	$(PYTHON) -m pulse.report.pictures docs/pictures
 
 clean:
 	$(PYTHON) -m pulse.cli infra down --purge

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what adoption-pulse needs on a Debian/Ubuntu machine; safe to run again (skips what is there).
-#   Debian packages: Java 17 + Maven (to fetch and run the Kafka broker), Prometheus + Alertmanager.
+#   Debian packages: Java 17 + Maven (to fetch and run the Kafka broker), Prometheus + Alertmanager,
+#   Chromium + poppler-utils (the report's PDF and its browser tests) and a monospace font with Vietnamese.
 #   Python: this package with its test extras.  Kafka: broker jars from Maven Central, cached.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,6 +15,9 @@ command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null || missing+=(maven)
 command -v promtool >/dev/null || missing+=(prometheus)
 { command -v prometheus-alertmanager >/dev/null || command -v alertmanager >/dev/null; } || missing+=(prometheus-alertmanager)
+command -v chromium >/dev/null || missing+=(chromium)
+command -v pdftoppm >/dev/null || missing+=(poppler-utils)
+[ -d /usr/share/fonts/truetype/jetbrains-mono ] || missing+=(fonts-jetbrains-mono)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "== installing Debian packages: ${missing[*]}"
   as_root apt-get update -qq

@@ -486,10 +486,12 @@ def soak(ctx: click.Context, keep: bool, faults: str | None, **options: float | 
 
 def _register_command_groups() -> None:
     from pulse.dashboards.command import dashboards
+    from pulse.report.command import report
     from pulse.vietqr_command import vietqr
 
     main.add_command(dashboards)
     main.add_command(vietqr)
+    main.add_command(report)
 
 
 _register_command_groups()
