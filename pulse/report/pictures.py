@@ -70,24 +70,6 @@ def simulate_live_hour(work: Path, env: dict[str, str]) -> dict[str, float]:
     return simulate_and_store(work, env, "live_hour", WATCH_UNTIL - timedelta(hours=1), 3600, LIVE_HOUR_EVENTS)
 
 
-def ensure_kpi_tables(settings: Settings) -> list[str]:
-    """Until issue 12's migrations land, the KPI tables are test stand-ins (views over the raw tables).
-
-    At that merge the lead replaces this body with the migrations (`migrate(client, database)`, which the
-    direct replay has already applied) and deletes `tests/support/kpi_standins.py`."""
-    from pulse.store import open_warehouse
-    from tests.support import kpi_standins  # kpi_standins: removed when issue 12 lands
-
-    warehouse = open_warehouse(settings, keep_open=False)
-    try:
-        with warehouse.lease() as client:
-            created = kpi_standins.ensure_tables(client, warehouse.database)  # kpi_standins
-            kpi_standins.fill_placeholder_targets(client, warehouse.database, created, MONTH_LAST.year)  # kpi_standins
-            return created
-    finally:
-        warehouse.close()
-
-
 def shrink_png(png: Path) -> None:
     """256-colour palette: screenshots of flat charts and text lose nothing visible and shrink severalfold."""
     from PIL import Image
@@ -182,7 +164,6 @@ def main(out: Path, province: str, keep: Path | None) -> None:
                "PULSE_PII_KEY": "pictures-only"}
         settings = Settings(state_dir=work / "state", clickhouse_url=env["PULSE_CLICKHOUSE_URL"])
         timings = simulate_month(work, env)
-        ensure_kpi_tables(settings)
         report = report_picture(settings, province, work, out)
         timings.update(simulate_live_hour(work, env))  # after the report: the month stays a plain month
         watch_picture(settings, work, out, screen_moment(work / "live_hour.jsonl"))

@@ -3,8 +3,7 @@
 Only raw events, window rows, dead letters and targets are written; `kpi_daily` and
 `service_index_monthly` are computed from them by the store (views), so the KPIs below follow from the
 rows by the contract's definitions and the tests compute them by hand. The year 2031 keeps the targets
-apart from any shipped reference targets. Where issue 12's migrations are missing, the KPI objects and
-event fields come from `tests/support/kpi_standins.py` (see there).
+apart from any shipped reference targets.
 """
 from __future__ import annotations
 
@@ -16,7 +15,6 @@ import pytest
 
 from sinks.client import Warehouse
 from sinks.schema import migrate
-from tests.support import kpi_standins  # kpi_standins: removed when issue 12 lands
 
 UTC = timezone.utc
 LOCAL = timezone(timedelta(hours=7))
@@ -95,7 +93,6 @@ def dossier_events() -> list[tuple]:
 
 def _fill(client, db: str) -> None:  # noqa: ANN001 - clickhouse-connect Client
     migrate(client, db)
-    kpi_standins.ensure_tables(client, db)  # kpi_standins
     client.insert(f"{db}.targets", TARGET_ROWS, column_names=["province_code", "kpi", "year", "target", "source"])
     client.insert(f"{db}.dossier_events", dossier_events(), column_names=DOSSIER_COLUMNS)
     client.insert(f"{db}.payments", [
