@@ -28,6 +28,7 @@ def build_pipeline(settings: Settings, sink: ClickHouseSink) -> Pipeline:
         sink,
         topics={topic: stream for stream, topic in STREAM_TOPICS.items()},
         lateness_s=settings.allowed_lateness_s,
+        max_future_s=settings.max_future_s,
         max_message_bytes=settings.max_message_bytes,
     )
 

@@ -6,6 +6,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
+from uuid import UUID
 
 import orjson
 from clickhouse_connect.driver.client import Client
@@ -21,6 +22,7 @@ log = logging.getLogger(__name__)
 RAW_TABLES = {"payments": "payments", "dossiers": "dossier_events", "identity": "id_activations"}
 _JSON_INSERT_SETTINGS = {"date_time_input_format": "best_effort", "input_format_skip_unknown_fields": 1}
 _DEAD_LETTER_COLUMNS = ["topic", "partition", "offset", "key", "reason", "error", "raw"]
+_EVENT_INDEX_COLUMNS = ["stream", "event_id", "fingerprint", "event_time", "province_code"]
 
 
 def _event_line(event: Event) -> bytes:
@@ -56,10 +58,35 @@ class Transaction:
         ).result_rows
         return {(topic, partition): Progress(offset, millis / 1000) for topic, partition, offset, millis in rows}
 
+    def stored_fingerprints(self, stream: str, event_ids: list[UUID]) -> dict[UUID, int]:
+        """One query per batch and stream, on event_index (sorted by event_id). Should a race have stored two
+        copies (two workers on one event_id at once), the first stored is the one that counts."""
+        rows = self.client.query(
+            f"SELECT event_id, argMin(fingerprint, ingested_at) FROM {self.db}.event_index "
+            f"WHERE stream = {{stream:String}} AND event_id IN {{ids:Array(UUID)}} GROUP BY event_id",
+            parameters={"stream": stream, "ids": event_ids},
+        ).result_rows
+        return dict(rows)
+
+    def stored_copies(self, stream: str, event_ids: list[UUID]) -> dict[UUID, str]:
+        """Only for conflicts: the raw rows, found through the minutes event_index gives (the raw key's prefix)."""
+        table = RAW_TABLES[stream]
+        rows = self.client.query(
+            f"SELECT event_id, formatRowNoNewline('JSONEachRow', *) FROM {self.db}.{table} FINAL "
+            f"WHERE toStartOfMinute(event_time) IN (SELECT toStartOfMinute(event_time) FROM {self.db}.event_index "
+            f"WHERE stream = {{stream:String}} AND event_id IN {{ids:Array(UUID)}}) "
+            f"AND event_id IN {{texts:Array(String)}}",
+            parameters={"stream": stream, "ids": event_ids, "texts": [str(key) for key in event_ids]},
+        ).result_rows
+        return {UUID(key): text for key, text in rows}
+
     def write(self, batch) -> list[dict]:
         for stream, events in batch.events.items():
             if events:
                 self._insert_json(RAW_TABLES[stream], b"\n".join(map(_event_line, events)))
+                # After the raw rows: a crash between the two leaves events stored but not indexed, which the
+                # retried batch stores again (same raw key, collapsing) and indexes; never indexed, not stored.
+                self._insert_index(stream, events, batch.fingerprints[stream])
         if batch.dead_letters:
             self._insert_dead_letters(batch.dead_letters)
         window_rows = [row for stream, minutes in batch.windows.items() if minutes
@@ -71,6 +98,11 @@ class Transaction:
         columns = _table_columns(self.client, self.db, table)
         self.client.raw_insert(f"{self.db}.{table}", columns, insert_block=lines, settings=_JSON_INSERT_SETTINGS,
                                fmt="JSONEachRow")
+
+    def _insert_index(self, stream: str, events: list[Event], fingerprints: list[int]) -> None:
+        rows = [[stream, event.event_id, digest, event.event_time, event.province_code]
+                for event, digest in zip(events, fingerprints)]
+        self.client.insert(f"{self.db}.event_index", rows, column_names=_EVENT_INDEX_COLUMNS)
 
     def _insert_dead_letters(self, records: list[DeadLetter]) -> None:
         rows = [[r.topic, r.partition, r.offset, r.key, r.reason, r.error, r.raw] for r in records]

@@ -2,18 +2,34 @@
 
 A batch of messages is processed inside one sink transaction: the sink says how far each input
 partition has already been stored (offset and event-time watermark), messages up to there are
-skipped, the rest are decoded, checked against the partition's watermark, and written together with
-the new progress. Reprocessing a batch after a crash, a rebalance or a replay therefore never counts
-an event twice.
+skipped, the rest are decoded, checked against the worker's clock (the future bound), the partition's
+watermark (the allowed lateness) and the copies already stored (one event, one count), and written
+together with the new progress. Reprocessing a batch after a crash, a rebalance or a replay therefore
+never counts an event twice.
+
+Event-time rules (README, "Event time"), in the order they are applied to each decoded event:
+1. future bound: an event more than `max_future_s` ahead of the worker's clock is dead-lettered
+   `future_time`; it moves no watermark.
+2. lateness: an event more than `lateness_s` behind its partition's watermark is dead-lettered `too_late`.
+3. one event, one count: the first stored copy of an `event_id` wins. A later copy with the same content
+   is dropped silently; one that differs in anything is dead-lettered `conflicting_duplicate`, its error
+   holding the stored copy.
+A partition's watermark is the highest event time among the events that passed 1 to 3; since 1 caps
+every such event, the watermark is never ahead of the worker's clock by more than `max_future_s`.
 """
 from __future__ import annotations
 
+import hashlib
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Protocol
+from uuid import UUID
+
+import orjson
 
 from schemas.events import DeadLetter, Event
 from streams import metrics
@@ -43,6 +59,7 @@ class Batch:
     """What one transaction writes."""
 
     events: dict[str, list[Event]] = field(default_factory=lambda: defaultdict(list))
+    fingerprints: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))  # parallel to events
     dead_letters: list[DeadLetter] = field(default_factory=list)
     progress: dict[PartitionId, Progress] = field(default_factory=dict)
     windows: dict[str, set[int]] = field(default_factory=lambda: defaultdict(set))  # stream -> minute starts
@@ -51,6 +68,12 @@ class Batch:
 
 class SinkTransaction(Protocol):
     def load_progress(self, partitions: Iterable[PartitionId]) -> dict[PartitionId, Progress]: ...
+
+    def stored_fingerprints(self, stream: str, event_ids: list[UUID]) -> dict[UUID, int]:
+        """The fingerprint of the stored copy of each of these events that is stored (0: stored, unknown)."""
+
+    def stored_copies(self, stream: str, event_ids: list[UUID]) -> dict[UUID, str]:
+        """The stored copy of each of these events, as readable text (for conflict messages only)."""
 
     def write(self, batch: Batch) -> list[dict]:
         """Store the batch; return the window rows it recomputed (dicts with a `table` key)."""
@@ -72,31 +95,67 @@ def _raw_text(value: bytes | None) -> str:
     return "" if value is None else value.decode("utf-8", errors="backslashreplace")
 
 
+def _epoch(value: object) -> float:
+    if isinstance(value, datetime):
+        return value.timestamp()
+    raise TypeError(f"cannot fingerprint {type(value).__name__}")
+
+
+def canonical(event: Event) -> bytes:
+    """The event's content as JSON, instants as Unix seconds: two copies of one event, written with
+    different UTC offsets or a legacy province code, give the same bytes."""
+    return orjson.dumps(event.__dict__, default=_epoch, option=orjson.OPT_PASSTHROUGH_DATETIME)
+
+
+def fingerprint(event: Event) -> int:
+    """A stable 64-bit digest of `canonical(event)`, never 0 (0 marks copies stored before fingerprints)."""
+    digest = int.from_bytes(hashlib.blake2b(canonical(event), digest_size=8).digest(), "little")
+    return digest or 1
+
+
+@dataclass(slots=True)
+class _Seen:
+    """Copies of event_ids met so far in this batch or stored before it: fingerprint and, for batch ones, the event."""
+
+    fingerprints: dict[UUID, int]
+    events: dict[UUID, Event] = field(default_factory=dict)
+    conflicts: list[tuple[DeadLetter, UUID]] = field(default_factory=list)
+
+
 class Pipeline:
-    def __init__(self, sink: Sink, topics: dict[str, str], *, lateness_s: float, max_message_bytes: int) -> None:
+    def __init__(self, sink: Sink, topics: dict[str, str], *, lateness_s: float, max_message_bytes: int,
+                 max_future_s: float = 300.0, now: Callable[[], float] = time.time) -> None:
+        """`now`: the worker's clock (Unix seconds), read once per batch for the future bound."""
         self.sink = sink
         self.stream_of_topic = topics
         self.lateness_s = lateness_s
         self.max_message_bytes = max_message_bytes
+        self.max_future_s = max_future_s
+        self.now = now
 
     def process(self, messages: Sequence[Message]) -> Outcome:
         started = time.monotonic()
         with self.sink.transaction() as tx:
             progress = tx.load_progress({(m.topic, m.partition) for m in messages})
             fresh = [m for m in messages if m.offset > progress.get((m.topic, m.partition), _NOTHING).offset]
-            batch, keyed_dead = self._build(fresh, progress)
+            batch, keyed_dead = self._build(fresh, progress, tx)
             window_rows = tx.write(batch) if fresh else []
         self._observe(batch, window_rows, started)
         accepted = sum(len(events) for events in batch.events.values())
         return Outcome(window_rows, keyed_dead, accepted, len(messages) - len(fresh))
 
-    def _build(self, messages: list[Message], stored: dict[PartitionId, Progress]) -> tuple[Batch, list]:
+    def _build(self, messages: list[Message], stored: dict[PartitionId, Progress],
+               tx: SinkTransaction) -> tuple[Batch, list]:
         batch = Batch(progress={pid: Progress(p.offset, p.watermark) for pid, p in stored.items()})
         keyed_dead: list[tuple[bytes | None, DeadLetter]] = []
+        horizon = self.now() + self.max_future_s
         for stream, stream_messages in self._by_stream(messages):
             results = decode_values(stream, [m.value for m in stream_messages], self.max_message_bytes)
             metrics.CONSUMED.labels(stream).inc(len(stream_messages))
-            self._route(stream, stream_messages, results, batch, keyed_dead)
+            ids = list({result.event_id for result in results if not isinstance(result, Rejection)})
+            seen = _Seen(tx.stored_fingerprints(stream, ids) if ids else {})
+            self._route(stream, stream_messages, results, batch, keyed_dead, horizon, seen)
+            self._explain_conflicts(stream, seen, tx)
         if messages:
             batch.oldest_message_timestamp = min(m.timestamp for m in messages)
         return batch, keyed_dead
@@ -107,11 +166,12 @@ class Pipeline:
             grouped[self.stream_of_topic[message.topic]].append(message)
         return iter(grouped.items())
 
-    def _route(self, stream: str, messages: list[Message], results: list, batch: Batch, keyed_dead: list) -> None:
-        """Accept each decoded event unless it is beyond the allowed lateness of its partition."""
+    def _route(self, stream: str, messages: list[Message], results: list, batch: Batch, keyed_dead: list,
+               horizon: float, seen: _Seen) -> None:
+        """Apply the event-time rules (module notes) to each decoded event, in offset order."""
         accepted = batch.events[stream]
+        fingerprints = batch.fingerprints[stream]
         minutes = batch.windows[stream]
-        seen: set = set()
         late = duplicates = 0
         for message, result in zip(messages, results):
             pid = (message.topic, message.partition)
@@ -123,6 +183,11 @@ class Pipeline:
                 self._dead(batch, keyed_dead, message, result.reason, result.error)
                 continue
             event_ts = result.event_time.timestamp()
+            if event_ts > horizon:
+                self._dead(batch, keyed_dead, message, "future_time",
+                           f"event_time {result.event_time.isoformat()} is more than {self.max_future_s:.0f} s "
+                           f"ahead of the worker's clock")
+                continue
             if event_ts < state.watermark - self.lateness_s:
                 self._dead(
                     batch, keyed_dead, message, "too_late",
@@ -130,26 +195,46 @@ class Pipeline:
                     f"behind the partition watermark",
                 )
                 continue
+            digest = fingerprint(result)
+            first = seen.fingerprints.get(result.event_id)
+            if first is not None and first not in (digest, _UNKNOWN):
+                record = self._dead(batch, keyed_dead, message, "conflicting_duplicate", "")
+                seen.conflicts.append((record, result.event_id))
+                continue
             if event_ts < state.watermark:
                 late += 1
             else:
                 state.watermark = event_ts
-            event_key = result.event_id.int  # an int hashes in C; a UUID's hash is Python code
-            if event_key in seen:
+            minutes.add(int(event_ts // 60) * 60)  # also for a stored copy: its window may be unfinished (a crash)
+            if first is not None:
                 duplicates += 1
-            seen.add(event_key)
+                continue
+            seen.fingerprints[result.event_id] = digest
+            seen.events[result.event_id] = result
             accepted.append(result)
-            minutes.add(int(event_ts // 60) * 60)
+            fingerprints.append(digest)
         metrics.LATE.labels(stream).inc(late)
         metrics.DUPLICATES.labels(stream).inc(duplicates)
 
-    def _dead(self, batch: Batch, keyed_dead: list, message: Message, reason: str, error: str) -> None:
+    def _explain_conflicts(self, stream: str, seen: _Seen, tx: SinkTransaction) -> None:
+        """Put the first copy beside each conflicting one (which the dead letter's `raw` holds)."""
+        if not seen.conflicts:
+            return
+        in_batch = {key: canonical(seen.events[key]).decode() for _, key in seen.conflicts if key in seen.events}
+        stored = tx.stored_copies(stream, sorted({key for _, key in seen.conflicts} - in_batch.keys()))
+        for record, key in seen.conflicts:
+            where, first = ("earlier in this batch", in_batch[key]) if key in in_batch else ("stored", stored.get(key))
+            record.error = (f"event_id {key} is already counted with different content; the first copy wins "
+                            f"({where}): {first or '(not found)'}")
+
+    def _dead(self, batch: Batch, keyed_dead: list, message: Message, reason: str, error: str) -> DeadLetter:
         record = DeadLetter(
             topic=message.topic, partition=message.partition, offset=message.offset,
             key=_raw_text(message.key), reason=reason, error=error, raw=_raw_text(message.value),
         )
         batch.dead_letters.append(record)
         keyed_dead.append((message.key, record))
+        return record
 
     def _observe(self, batch: Batch, window_rows: list[dict], started: float) -> None:
         now = time.time()
@@ -175,3 +260,4 @@ class Pipeline:
 
 
 _NOTHING = Progress(-1, 0.0)
+_UNKNOWN = 0  # fingerprint of a copy stored before fingerprints existed: taken as the same event

@@ -100,7 +100,7 @@ def test_retention_migration_applies_to_an_existing_store_and_expires_old_rows(
             client.insert("pulse.dead_letters", [["t", 0, 1, "", "invalid", "e", "{}"]],
                           column_names=["topic", "partition", "offset", "key", "reason", "error", "raw"])
             monkeypatch.undo()
-            assert schema.migrate(client, "pulse") == ["0002_raw_ttl.sql"]
+            assert schema.migrate(client, "pulse")[0] == "0002_raw_ttl.sql"  # then the later ones
             assert schema.migrate(client, "pulse") == []
 
             for table in ("payments", "dossier_events", "id_activations"):
