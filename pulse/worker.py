@@ -29,6 +29,7 @@ def build_pipeline(settings: Settings, sink: ClickHouseSink) -> Pipeline:
         topics={topic: stream for stream, topic in STREAM_TOPICS.items()},
         lateness_s=settings.allowed_lateness_s,
         max_future_s=settings.max_future_s,
+        watermark_quorum=settings.watermark_quorum,
         max_message_bytes=settings.max_message_bytes,
     )
 

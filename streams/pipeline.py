@@ -14,12 +14,15 @@ Event-time rules (README, "Event time"), in the order they are applied to each d
 3. one event, one count: the first stored copy of an `event_id` wins. A later copy with the same content
    is dropped silently; one that differs in anything is dead-lettered `conflicting_duplicate`, its error
    holding the stored copy.
-A partition's watermark is the highest event time among the events that passed 1 to 3; since 1 caps
-every such event, the watermark is never ahead of the worker's clock by more than `max_future_s`.
+A partition's watermark is the `watermark_quorum`-th highest event time among the events that passed
+1 to 3, first copies only (0 until it has seen that many), so fewer outliers than the quorum never move it, in live data
+or in a replay of history (where the clock cannot tell a skewed event); and since 1 caps every such
+event, no burst can take it further ahead of the worker's clock than `max_future_s`.
 """
 from __future__ import annotations
 
 import hashlib
+import heapq
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -52,6 +55,15 @@ class Message:
 class Progress:
     offset: int
     watermark: float  # Unix seconds; 0 when the partition has seen nothing
+    leaders: list[float] = field(default_factory=list)  # heap of the quorum highest event times (not stored)
+
+    def advance(self, event_ts: float, quorum: int) -> None:
+        """Count an accepted event at or above the watermark; the watermark becomes the quorum-th highest.
+        After a restart only the watermark is known, so it stands for all the leaders: never lower."""
+        if not self.leaders:
+            self.leaders = [self.watermark] * quorum
+        heapq.heappushpop(self.leaders, event_ts)
+        self.watermark = self.leaders[0]
 
 
 @dataclass
@@ -124,13 +136,17 @@ class _Seen:
 
 class Pipeline:
     def __init__(self, sink: Sink, topics: dict[str, str], *, lateness_s: float, max_message_bytes: int,
-                 max_future_s: float = 300.0, now: Callable[[], float] = time.time) -> None:
+                 max_future_s: float = 300.0, watermark_quorum: int = 3,
+                 now: Callable[[], float] = time.time) -> None:
         """`now`: the worker's clock (Unix seconds), read once per batch for the future bound."""
+        if watermark_quorum < 1:
+            raise ValueError(f"watermark_quorum must be at least 1, got {watermark_quorum}")
         self.sink = sink
         self.stream_of_topic = topics
         self.lateness_s = lateness_s
         self.max_message_bytes = max_message_bytes
         self.max_future_s = max_future_s
+        self.watermark_quorum = watermark_quorum
         self.now = now
 
     def process(self, messages: Sequence[Message]) -> Outcome:
@@ -201,14 +217,14 @@ class Pipeline:
                 record = self._dead(batch, keyed_dead, message, "conflicting_duplicate", "")
                 seen.conflicts.append((record, result.event_id))
                 continue
+            minutes.add(int(event_ts // 60) * 60)  # also for a stored copy: its window may be unfinished (a crash)
+            if first is not None:  # the same event again: it neither counts nor votes for the watermark
+                duplicates += 1
+                continue
             if event_ts < state.watermark:
                 late += 1
             else:
-                state.watermark = event_ts
-            minutes.add(int(event_ts // 60) * 60)  # also for a stored copy: its window may be unfinished (a crash)
-            if first is not None:
-                duplicates += 1
-                continue
+                state.advance(event_ts, self.watermark_quorum)
             seen.fingerprints[result.event_id] = digest
             seen.events[result.event_id] = result
             accepted.append(result)

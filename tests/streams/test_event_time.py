@@ -19,6 +19,7 @@ TOPIC = "pulse.identity.activations"
 CLOCK = datetime(2026, 1, 5, 1, 0, tzinfo=timezone.utc)  # the worker's clock in every test here
 LATENESS_S = 600
 MAX_FUTURE_S = 300
+QUORUM = 3
 
 
 @pytest.fixture
@@ -30,7 +31,7 @@ def sink(tmp_path: Path) -> Iterator[ClickHouseSink]:
 
 def pipeline(sink: ClickHouseSink, clock: datetime = CLOCK) -> Pipeline:
     return Pipeline(sink, {TOPIC: "identity"}, lateness_s=LATENESS_S, max_message_bytes=10_000,
-                    max_future_s=MAX_FUTURE_S, now=clock.timestamp)
+                    max_future_s=MAX_FUTURE_S, watermark_quorum=QUORUM, now=clock.timestamp)
 
 
 def activation(offset_s: float, province: str = "01", level: int = 1, event_id: str | None = None,
@@ -80,60 +81,81 @@ def activations_per_minute(sink: ClickHouseSink) -> dict[str, int]:
 
 # -- the future bound and the watermark --------------------------------------------------------------------
 
-def test_future_bound_is_exact_and_independent_of_the_watermark(sink: ClickHouseSink) -> None:
-    feed = Feed()
-    outcome = pipeline(sink).process(feed([activation(MAX_FUTURE_S), activation(MAX_FUTURE_S + 1)]))
+def around(offset_s: float, count: int = QUORUM) -> list[bytes]:
+    """`count` events, one second apart, ending `offset_s` from CLOCK: enough to set a watermark."""
+    return [activation(offset_s - count + 1 + n) for n in range(count)]
+
+
+def test_future_bound_is_exact(sink: ClickHouseSink) -> None:
+    at_bound = [activation(MAX_FUTURE_S) for _ in range(QUORUM)]
+    outcome = pipeline(sink).process(Feed()([*at_bound, activation(MAX_FUTURE_S + 1), *at_bound]))
     assert reasons(outcome) == ["future_time"]
     assert "more than 300 s ahead of the worker's clock" in outcome.dead_letters[0][1].error
-    assert outcome.accepted == 1
+    assert outcome.accepted == QUORUM
     assert watermarks(sink) == {0: CLOCK + timedelta(seconds=MAX_FUTURE_S)}
 
 
+def test_copies_of_one_event_do_not_make_a_quorum(sink: ClickHouseSink) -> None:
+    outcome = pipeline(sink).process(Feed()([activation(-1000), *[activation(-100, event_id=str(uuid.UUID(int=7)))] * 5]))
+    assert outcome.accepted == 2 and reasons(outcome) == []
+    assert watermarks(sink) == {0: datetime(1970, 1, 1, tzinfo=timezone.utc)}  # two events seen: no watermark yet
+
+
 def test_one_event_two_days_ahead_costs_no_honest_event(sink: ClickHouseSink) -> None:
-    feed = Feed()
     honest = [activation(-3000 + 10 * n) for n in range(300)]  # the last 50 minutes, in order
-    skewed = activation(2 * 86400)
-    values = honest[:100] + [skewed] + honest[100:]
-    outcome = pipeline(sink).process(feed(values))
+    outcome = pipeline(sink).process(Feed()(honest[:100] + [activation(2 * 86400)] + honest[100:]))
     assert reasons(outcome) == ["future_time"]
     assert outcome.accepted == 300
-    assert watermarks(sink) == {0: CLOCK + timedelta(seconds=-3000 + 10 * 299)}  # the last honest event
+    assert watermarks(sink) == {0: CLOCK + timedelta(seconds=-3000 + 10 * (300 - QUORUM))}
 
 
 def test_a_burst_of_skewed_events_moves_no_watermark_across_batches(sink: ClickHouseSink) -> None:
     feed = Feed()
-    first = pipeline(sink).process(feed([activation(-1200), *[activation(86400 + n) for n in range(50)]]))
+    first = pipeline(sink).process(feed([*around(-1200), *[activation(86400 + n) for n in range(50)]]))
     assert reasons(first) == ["future_time"] * 50
-    # A restarted worker (new pipeline) reads the stored watermark: still that of the honest event.
+    # A restarted worker (new pipeline) reads the stored watermark: still that of the honest events.
     later = pipeline(sink).process(feed([activation(-1700), activation(-1900)]))
-    assert reasons(later) == ["too_late"]  # -1900 is 700 s behind -1200; -1700 is 500 s behind
-    assert watermarks(sink) == {0: CLOCK - timedelta(seconds=1200)}
+    assert reasons(later) == ["too_late"]  # -1900 is 698 s behind -1202; -1700 is 498 s behind
+    assert watermarks(sink) == {0: CLOCK - timedelta(seconds=1202)}
 
 
 def test_a_skewed_clock_within_the_bound_holds_the_watermark_at_most_that_far_ahead(sink: ClickHouseSink) -> None:
     # Events up to MAX_FUTURE_S ahead are taken (a clock a few minutes fast is normal), so the watermark can
     # lead the worker's clock by that much, never more: every event younger than LATENESS_S - MAX_FUTURE_S
     # (here 300 s) is therefore accepted whatever other clocks say.
-    feed = Feed()
-    outcome = pipeline(sink).process(feed([*[activation(250 + n) for n in range(10)], activation(-290),
-                                           activation(-360)]))
-    assert watermarks(sink) == {0: CLOCK + timedelta(seconds=259)}
-    assert reasons(outcome) == ["too_late"]  # -360 is 619 s behind 259; -290 is 549 s behind
+    outcome = pipeline(sink).process(Feed()([*[activation(250 + n) for n in range(10)], activation(-290),
+                                             activation(-360)]))
+    assert watermarks(sink) == {0: CLOCK + timedelta(seconds=257)}  # the third highest
+    assert reasons(outcome) == ["too_late"]  # -360 is 617 s behind 257; -290 is 547 s behind
     assert outcome.accepted == 11
+
+
+def test_in_a_replay_of_history_fewer_outliers_than_the_quorum_move_no_watermark(sink: ClickHouseSink) -> None:
+    # A year-old file: two events stamped two days ahead are still in the past for the worker's clock.
+    year_ago = -365 * 86400
+    honest = [activation(year_ago + 10 * n) for n in range(100)]
+    outliers = [activation(year_ago + 2 * 86400), activation(year_ago + 2 * 86400 + 5)]
+    outcome = pipeline(sink).process(Feed()(honest[:10] + outliers + honest[10:]))
+    assert reasons(outcome) == [] and outcome.accepted == 102
+    assert watermarks(sink) == {0: CLOCK + timedelta(seconds=year_ago + 10 * 99)}
+    # As many outliers as the quorum do agree, and lead the watermark (the limit of the rule, documented).
+    burst = pipeline(sink).process(Feed()([*[activation(year_ago + 2 * 86400 + n) for n in range(QUORUM)],
+                                           *honest[:2]], partition=1))
+    assert reasons(burst) == ["too_late"] * 2
 
 
 def test_an_idle_partition_keeps_its_own_watermark(sink: ClickHouseSink) -> None:
     feed = Feed()
-    pipeline(sink).process(feed([activation(-3600)], partition=1))
-    pipeline(sink).process(feed([activation(-60)], partition=0))  # partition 1 receives nothing for an hour
+    pipeline(sink).process(feed(around(-3600), partition=1))
+    pipeline(sink).process(feed(around(-60), partition=0))  # partition 1 receives nothing for an hour
     outcome = pipeline(sink).process(feed([activation(-3500)], partition=1) + feed([activation(-3500)], partition=0))
     assert [(record.partition, record.reason) for _, record in outcome.dead_letters] == [(0, "too_late")]
-    assert watermarks(sink) == {0: CLOCK - timedelta(seconds=60), 1: CLOCK - timedelta(seconds=3500)}
+    # After a restart the stored watermark stands for all the leaders: one newer event does not move it.
+    assert watermarks(sink) == {0: CLOCK - timedelta(seconds=62), 1: CLOCK - timedelta(seconds=3602)}
 
 
 def test_replay_of_old_data_is_not_in_the_future(sink: ClickHouseSink) -> None:
-    feed = Feed()
-    outcome = pipeline(sink).process(feed([activation(-400 * 86400), activation(-399 * 86400)]))
+    outcome = pipeline(sink).process(Feed()([activation(-400 * 86400), activation(-399 * 86400)]))
     assert reasons(outcome) == [] and outcome.accepted == 2
 
 
