@@ -768,11 +768,20 @@ class _DryRunTransaction:
     def load_progress(self, partitions):  # noqa: ANN001, ANN201
         return {pid: self.sink.progress[pid] for pid in partitions if pid in self.sink.progress}
 
+    def stored_fingerprints(self, stream: str, event_ids: list) -> dict:
+        known = self.sink.fingerprints
+        return {key: known[(stream, key)] for key in event_ids if (stream, key) in known}
+
+    def stored_copies(self, stream: str, event_ids: list) -> dict:
+        return {}  # a dry run keeps fingerprints only
+
     def write(self, batch) -> list[dict]:  # noqa: ANN001
         from streams.pipeline import Progress
 
-        self.sink.progress.update({pid: Progress(p.offset, p.watermark) for pid, p in batch.progress.items()})
+        self.sink.progress.update({pid: Progress(p.offset, p.watermark, list(p.leaders))
+                                   for pid, p in batch.progress.items()})
         for stream, events in batch.events.items():
+            self.sink.fingerprints.update(((stream, e.event_id), f) for e, f in zip(events, batch.fingerprints[stream]))
             for event in events:
                 day = event.event_time.astimezone(timezone.utc).date().isoformat()
                 self.sink.counts[(stream, day, event.province_code)] += 1
@@ -786,6 +795,7 @@ class DryRunSink:
 
     def __init__(self) -> None:
         self.progress: dict = {}
+        self.fingerprints: dict = {}  # (stream, event_id) -> fingerprint of what would be stored
         self.counts: Counter = Counter()
         self.dead_letters: Counter = Counter()
 

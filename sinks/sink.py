@@ -52,11 +52,12 @@ class Transaction:
         if not topics:
             return {}
         rows = self.client.query(
-            f"SELECT topic, partition, offset, toUnixTimestamp64Milli(watermark) "
+            f"SELECT topic, partition, offset, toUnixTimestamp64Milli(watermark), watermark_leaders "
             f"FROM {self.db}.stream_offsets FINAL WHERE topic IN {{topics:Array(String)}}",
             parameters={"topics": topics},
         ).result_rows
-        return {(topic, partition): Progress(offset, millis / 1000) for topic, partition, offset, millis in rows}
+        return {(topic, partition): Progress(offset, millis / 1000, list(leaders))
+                for topic, partition, offset, millis, leaders in rows}
 
     def stored_fingerprints(self, stream: str, event_ids: list[UUID]) -> dict[UUID, int]:
         """One query per batch and stream, on event_index (sorted by event_id). Should a race have stored two
@@ -118,11 +119,11 @@ class Transaction:
         return [dict(zip(names, row), table=spec.table) for row in rows]
 
     def _insert_progress(self, progress) -> None:
-        rows = [[topic, partition, state.offset, _utc(state.watermark)]
+        rows = [[topic, partition, state.offset, _utc(state.watermark), state.leaders]
                 for (topic, partition), state in progress.items() if state.offset >= 0]
         if rows:
             self.client.insert(f"{self.db}.stream_offsets", rows,
-                               column_names=["topic", "partition", "offset", "watermark"])
+                               column_names=["topic", "partition", "offset", "watermark", "watermark_leaders"])
 
 
 _COLUMNS_CACHE: dict[tuple[str, str], list[str]] = {}

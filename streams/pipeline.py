@@ -55,13 +55,14 @@ class Message:
 class Progress:
     offset: int
     watermark: float  # Unix seconds; 0 when the partition has seen nothing
-    leaders: list[float] = field(default_factory=list)  # heap of the quorum highest event times (not stored)
+    leaders: list[float] = field(default_factory=list)  # the quorum highest accepted event times, a heap
 
     def advance(self, event_ts: float, quorum: int) -> None:
-        """Count an accepted event at or above the watermark; the watermark becomes the quorum-th highest.
-        After a restart only the watermark is known, so it stands for all the leaders: never lower."""
-        if not self.leaders:
-            self.leaders = [self.watermark] * quorum
+        """Count an accepted event at or above the watermark; the watermark becomes the quorum-th highest."""
+        if len(self.leaders) != quorum:  # progress stored before leaders were, or under another quorum
+            self.leaders = sorted(self.leaders, reverse=True)[:quorum]
+            self.leaders += [self.watermark] * (quorum - len(self.leaders))
+            heapq.heapify(self.leaders)
         heapq.heappushpop(self.leaders, event_ts)
         self.watermark = self.leaders[0]
 
@@ -162,7 +163,7 @@ class Pipeline:
 
     def _build(self, messages: list[Message], stored: dict[PartitionId, Progress],
                tx: SinkTransaction) -> tuple[Batch, list]:
-        batch = Batch(progress={pid: Progress(p.offset, p.watermark) for pid, p in stored.items()})
+        batch = Batch(progress={pid: Progress(p.offset, p.watermark, list(p.leaders)) for pid, p in stored.items()})
         keyed_dead: list[tuple[bytes | None, DeadLetter]] = []
         horizon = self.now() + self.max_future_s
         for stream, stream_messages in self._by_stream(messages):
