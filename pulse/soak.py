@@ -25,7 +25,7 @@ import time
 from collections import Counter, OrderedDict, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import orjson
 import psutil
@@ -38,7 +38,7 @@ from pulse.settings import STREAM_TOPICS, Settings
 from pulse.simulate import SimulationOptions, build_generator
 from pulse.supervise import stop_process
 from simulators.faults import parse_faults
-from simulators.generate import Emitted
+from simulators.generate import MIN_INTENSITY, Emitted
 from simulators.output import make_producer, produce
 from sinks.client import Warehouse
 
@@ -360,7 +360,10 @@ class Soak:
 
     # -- phases -----------------------------------------------------------------------------------
     def produce(self) -> tuple[int, dict]:
-        options = SimulationOptions(seed=self.options.seed, rate=self.options.rate, start=datetime.now(timezone.utc),
+        # Event time runs up to 1/MIN_INTENSITY times faster than the wall clock in quiet hours (the rate is
+        # steady, the day's rhythm is not): starting that far back keeps every event out of the future bound.
+        start = datetime.now(timezone.utc) - timedelta(seconds=self.options.duration_s / MIN_INTENSITY)
+        options = SimulationOptions(seed=self.options.seed, rate=self.options.rate, start=start,
                                     faults=self.options.faults, demo_key=True)
         generator = build_generator(options, self.settings)
         producer = make_producer(self.settings.kafka_bootstrap, **self.run.security)
