@@ -149,6 +149,9 @@ class Pipeline:
         self.max_future_s = max_future_s
         self.watermark_quorum = watermark_quorum
         self.now = now
+        for stream in set(topics.values()):  # at zero from the start, so that the first one is an increase
+            for reason in _ALERTED_REASONS:
+                metrics.DEADLETTERED.labels(stream, reason)
 
     def process(self, messages: Sequence[Message]) -> Outcome:
         started = time.monotonic()
@@ -277,4 +280,5 @@ class Pipeline:
 
 
 _NOTHING = Progress(-1, 0.0)
+_ALERTED_REASONS = ("future_time", "conflicting_duplicate")  # deploy/prometheus/rules/pulse-eventtime-alerts.yml
 _UNKNOWN = 0  # fingerprint of a copy stored before fingerprints existed: taken as the same event
