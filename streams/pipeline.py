@@ -15,9 +15,9 @@ Event-time rules (README, "Event time"), in the order they are applied to each d
    is dropped silently; one that differs in anything is dead-lettered `conflicting_duplicate`, its error
    holding the stored copy.
 A partition's watermark is the `watermark_quorum`-th highest event time among the events that passed
-1 to 3, first copies only (0 until it has seen that many), so fewer outliers than the quorum never move it, in live data
-or in a replay of history (where the clock cannot tell a skewed event); and since 1 caps every such
-event, no burst can take it further ahead of the worker's clock than `max_future_s`.
+1 to 3, first copies only (0 until it has counted that many). So fewer outliers than the quorum never
+move it, in live data or in a replay of history (where the clock cannot tell a skewed event); and since
+rule 1 caps every such event, no burst takes it further ahead of the worker's clock than `max_future_s`.
 """
 from __future__ import annotations
 
@@ -128,10 +128,10 @@ def fingerprint(event: Event) -> int:
 
 @dataclass(slots=True)
 class _Seen:
-    """Copies of event_ids met so far in this batch or stored before it: fingerprint and, for batch ones, the event."""
+    """The counted copy's fingerprint of each event_id stored before this batch or counted in it, keyed by
+    the UUID's int (an int hashes in C; a UUID's hash is Python code); the conflicts found."""
 
-    fingerprints: dict[UUID, int]
-    events: dict[UUID, Event] = field(default_factory=dict)
+    fingerprints: dict[int, int]
     conflicts: list[tuple[DeadLetter, UUID]] = field(default_factory=list)
 
 
@@ -173,9 +173,10 @@ class Pipeline:
             results = decode_values(stream, [m.value for m in stream_messages], self.max_message_bytes)
             metrics.CONSUMED.labels(stream).inc(len(stream_messages))
             ids = list({result.event_id for result in results if not isinstance(result, Rejection)})
-            seen = _Seen(tx.stored_fingerprints(stream, ids) if ids else {})
+            stored = tx.stored_fingerprints(stream, ids) if ids else {}
+            seen = _Seen({key.int: digest for key, digest in stored.items()})
             self._route(stream, stream_messages, results, batch, keyed_dead, horizon, seen)
-            self._explain_conflicts(stream, seen, tx)
+            self._explain_conflicts(stream, seen, batch, tx)
         if messages:
             batch.oldest_message_timestamp = min(m.timestamp for m in messages)
         return batch, keyed_dead
@@ -216,7 +217,8 @@ class Pipeline:
                 )
                 continue
             digest = fingerprint(result)
-            first = seen.fingerprints.get(result.event_id)
+            event_key = result.event_id.int
+            first = seen.fingerprints.get(event_key)
             if first is not None and first not in (digest, _UNKNOWN):
                 record = self._dead(batch, keyed_dead, message, "conflicting_duplicate", "")
                 seen.conflicts.append((record, result.event_id))
@@ -229,19 +231,20 @@ class Pipeline:
                 late += 1
             else:
                 state.advance(event_ts, self.watermark_quorum)
-            seen.fingerprints[result.event_id] = digest
-            seen.events[result.event_id] = result
+            seen.fingerprints[event_key] = digest
             accepted.append(result)
             fingerprints.append(digest)
         metrics.LATE.labels(stream).inc(late)
         metrics.DUPLICATES.labels(stream).inc(duplicates)
 
-    def _explain_conflicts(self, stream: str, seen: _Seen, tx: SinkTransaction) -> None:
-        """Put the first copy beside each conflicting one (which the dead letter's `raw` holds)."""
+    def _explain_conflicts(self, stream: str, seen: _Seen, batch: Batch, tx: SinkTransaction) -> None:
+        """Put the counted copy beside each conflicting one (which the dead letter's `raw` holds). Conflicts
+        are rare, so the counted copies are looked up only now, not remembered for every event."""
         if not seen.conflicts:
             return
-        in_batch = {key: canonical(seen.events[key]).decode() for _, key in seen.conflicts if key in seen.events}
-        stored = tx.stored_copies(stream, sorted({key for _, key in seen.conflicts} - in_batch.keys()))
+        conflicting = {key for _, key in seen.conflicts}
+        in_batch = {e.event_id: canonical(e).decode() for e in batch.events[stream] if e.event_id in conflicting}
+        stored = tx.stored_copies(stream, sorted(conflicting - in_batch.keys()))
         for record, key in seen.conflicts:
             where, first = ("earlier in this batch", in_batch[key]) if key in in_batch else ("stored", stored.get(key))
             record.error = (f"event_id {key} is already counted with different content; the first copy wins "
