@@ -768,8 +768,8 @@ class _DryRunTransaction:
     def load_progress(self, partitions):  # noqa: ANN001, ANN201
         return {pid: self.sink.progress[pid] for pid in partitions if pid in self.sink.progress}
 
-    def stored_fingerprints(self, stream: str, event_ids: list) -> dict:
-        known = self.sink.fingerprints
+    def counted_copies(self, stream: str, event_ids: list) -> dict:
+        known = self.sink.copies
         return {key: known[(stream, key)] for key in event_ids if (stream, key) in known}
 
     def stored_copies(self, stream: str, event_ids: list) -> dict:
@@ -781,7 +781,7 @@ class _DryRunTransaction:
         self.sink.progress.update({pid: Progress(p.offset, p.watermark, list(p.leaders))
                                    for pid, p in batch.progress.items()})
         for stream, events in batch.events.items():
-            self.sink.fingerprints.update(((stream, e.event_id), f) for e, f in zip(events, batch.fingerprints[stream]))
+            self.sink.copies.update(((stream, e.event_id), copy) for e, copy in zip(events, batch.copies[stream]))
             for event in events:
                 day = event.event_time.astimezone(timezone.utc).date().isoformat()
                 self.sink.counts[(stream, day, event.province_code)] += 1
@@ -795,7 +795,7 @@ class DryRunSink:
 
     def __init__(self) -> None:
         self.progress: dict = {}
-        self.fingerprints: dict = {}  # (stream, event_id) -> fingerprint of what would be stored
+        self.copies: dict = {}  # (stream, event_id) -> CountedCopy of what would be stored
         self.counts: Counter = Counter()
         self.dead_letters: Counter = Counter()
 

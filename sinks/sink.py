@@ -22,7 +22,8 @@ log = logging.getLogger(__name__)
 RAW_TABLES = {"payments": "payments", "dossiers": "dossier_events", "identity": "id_activations"}
 _JSON_INSERT_SETTINGS = {"date_time_input_format": "best_effort", "input_format_skip_unknown_fields": 1}
 _DEAD_LETTER_COLUMNS = ["topic", "partition", "offset", "key", "reason", "error", "raw"]
-_EVENT_INDEX_COLUMNS = ["stream", "event_id", "fingerprint", "event_time", "province_code"]
+_EVENT_INDEX_COLUMNS = ["stream", "event_id", "fingerprint", "topic", "partition", "offset", "event_time",
+                        "province_code"]
 
 
 def _event_line(event: Event) -> bytes:
@@ -59,15 +60,18 @@ class Transaction:
         return {(topic, partition): Progress(offset, millis / 1000, list(leaders))
                 for topic, partition, offset, millis, leaders in rows}
 
-    def stored_fingerprints(self, stream: str, event_ids: list[UUID]) -> dict[UUID, int]:
+    def counted_copies(self, stream: str, event_ids: list[UUID]):
         """One query per batch and stream, on event_index (sorted by event_id). Should a race have stored two
         copies (two workers on one event_id at once), the first stored is the one that counts."""
+        from streams.pipeline import CountedCopy  # the protocol's value type; imported lazily to keep layers apart
+
         rows = self.client.query(
-            f"SELECT event_id, argMin(fingerprint, ingested_at) FROM {self.db}.event_index "
+            f"SELECT event_id, argMin(tuple(fingerprint, topic, partition, offset), ingested_at) "
+            f"FROM {self.db}.event_index "
             f"WHERE stream = {{stream:String}} AND event_id IN {{ids:Array(UUID)}} GROUP BY event_id",
             parameters={"stream": stream, "ids": event_ids},
         ).result_rows
-        return dict(rows)
+        return {key: CountedCopy(*copy) for key, copy in rows}
 
     def stored_copies(self, stream: str, event_ids: list[UUID]) -> dict[UUID, str]:
         """Only for conflicts: the raw rows, found through the minutes event_index gives (the raw key's prefix)."""
@@ -87,7 +91,7 @@ class Transaction:
                 self._insert_json(RAW_TABLES[stream], b"\n".join(map(_event_line, events)))
                 # After the raw rows: a crash between the two leaves events stored but not indexed, which the
                 # retried batch stores again (same raw key, collapsing) and indexes; never indexed, not stored.
-                self._insert_index(stream, events, batch.fingerprints[stream])
+                self._insert_index(stream, events, batch.copies[stream])
         if batch.dead_letters:
             self._insert_dead_letters(batch.dead_letters)
         window_rows = [row for stream, minutes in batch.windows.items() if minutes
@@ -100,9 +104,9 @@ class Transaction:
         self.client.raw_insert(f"{self.db}.{table}", columns, insert_block=lines, settings=_JSON_INSERT_SETTINGS,
                                fmt="JSONEachRow")
 
-    def _insert_index(self, stream: str, events: list[Event], fingerprints: list[int]) -> None:
-        rows = [[stream, event.event_id, digest, event.event_time, event.province_code]
-                for event, digest in zip(events, fingerprints)]
+    def _insert_index(self, stream: str, events: list[Event], copies: list) -> None:
+        rows = [[stream, event.event_id, *copy, event.event_time, event.province_code]
+                for event, copy in zip(events, copies)]
         self.client.insert(f"{self.db}.event_index", rows, column_names=_EVENT_INDEX_COLUMNS)
 
     def _insert_dead_letters(self, records: list[DeadLetter]) -> None:

@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import NamedTuple, Protocol
 from uuid import UUID
 
 import orjson
@@ -49,6 +49,16 @@ class Message:
     key: bytes | None
     value: bytes | None
     timestamp: float  # Kafka message timestamp, Unix seconds
+
+
+class CountedCopy(NamedTuple):
+    """What `event_index` keeps of the counted copy of an event_id: its content's fingerprint and the message
+    it came from (empty topic for events stored before the index had origins)."""
+
+    fingerprint: int
+    topic: str
+    partition: int
+    offset: int
 
 
 @dataclass(slots=True)
@@ -72,7 +82,7 @@ class Batch:
     """What one transaction writes."""
 
     events: dict[str, list[Event]] = field(default_factory=lambda: defaultdict(list))
-    fingerprints: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))  # parallel to events
+    copies: dict[str, list[CountedCopy]] = field(default_factory=lambda: defaultdict(list))  # parallel to events
     dead_letters: list[DeadLetter] = field(default_factory=list)
     progress: dict[PartitionId, Progress] = field(default_factory=dict)
     windows: dict[str, set[int]] = field(default_factory=lambda: defaultdict(set))  # stream -> minute starts
@@ -82,8 +92,8 @@ class Batch:
 class SinkTransaction(Protocol):
     def load_progress(self, partitions: Iterable[PartitionId]) -> dict[PartitionId, Progress]: ...
 
-    def stored_fingerprints(self, stream: str, event_ids: list[UUID]) -> dict[UUID, int]:
-        """The fingerprint of the stored copy of each of these events that is stored (0: stored, unknown)."""
+    def counted_copies(self, stream: str, event_ids: list[UUID]) -> dict[UUID, CountedCopy]:
+        """The counted copy of each of these events that is stored (fingerprint 0: stored, content unknown)."""
 
     def stored_copies(self, stream: str, event_ids: list[UUID]) -> dict[UUID, str]:
         """The stored copy of each of these events, as readable text (for conflict messages only)."""
@@ -128,10 +138,10 @@ def fingerprint(event: Event) -> int:
 
 @dataclass(slots=True)
 class _Seen:
-    """The counted copy's fingerprint of each event_id stored before this batch or counted in it, keyed by
-    the UUID's int (an int hashes in C; a UUID's hash is Python code); the conflicts found."""
+    """The counted copy of each event_id stored before this batch or counted in it, keyed by the UUID's int
+    (an int hashes in C; a UUID's hash is Python code); the conflicts found."""
 
-    fingerprints: dict[int, int]
+    copies: dict[int, CountedCopy]
     conflicts: list[tuple[DeadLetter, UUID]] = field(default_factory=list)
 
 
@@ -173,8 +183,8 @@ class Pipeline:
             results = decode_values(stream, [m.value for m in stream_messages], self.max_message_bytes)
             metrics.CONSUMED.labels(stream).inc(len(stream_messages))
             ids = list({result.event_id for result in results if not isinstance(result, Rejection)})
-            stored = tx.stored_fingerprints(stream, ids) if ids else {}
-            seen = _Seen({key.int: digest for key, digest in stored.items()})
+            stored = tx.counted_copies(stream, ids) if ids else {}
+            seen = _Seen({key.int: copy for key, copy in stored.items()})
             self._route(stream, stream_messages, results, batch, keyed_dead, horizon, seen)
             self._explain_conflicts(stream, seen, batch, tx)
         if messages:
@@ -191,7 +201,7 @@ class Pipeline:
                horizon: float, seen: _Seen) -> None:
         """Apply the event-time rules (module notes) to each decoded event, in offset order."""
         accepted = batch.events[stream]
-        fingerprints = batch.fingerprints[stream]
+        counted = batch.copies[stream]
         minutes = batch.windows[stream]
         late = duplicates = 0
         for message, result in zip(messages, results):
@@ -216,10 +226,12 @@ class Pipeline:
                     f"behind the partition watermark",
                 )
                 continue
-            digest = fingerprint(result)
+            copy = CountedCopy(fingerprint(result), message.topic, message.partition, message.offset)
             event_key = result.event_id.int
-            first = seen.fingerprints.get(event_key)
-            if first is not None and first not in (digest, _UNKNOWN):
+            first = seen.copies.get(event_key)
+            if first == copy:  # this very message, stored before a crash or a rebalance: count it again (idempotent)
+                first = None
+            if first is not None and first.fingerprint not in (copy.fingerprint, _UNKNOWN):
                 record = self._dead(batch, keyed_dead, message, "conflicting_duplicate", "")
                 seen.conflicts.append((record, result.event_id))
                 continue
@@ -231,9 +243,9 @@ class Pipeline:
                 late += 1
             else:
                 state.advance(event_ts, self.watermark_quorum)
-            seen.fingerprints[event_key] = digest
+            seen.copies[event_key] = copy
             accepted.append(result)
-            fingerprints.append(digest)
+            counted.append(copy)
         metrics.LATE.labels(stream).inc(late)
         metrics.DUPLICATES.labels(stream).inc(duplicates)
 

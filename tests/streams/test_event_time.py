@@ -206,3 +206,16 @@ def test_copies_stored_before_the_index_had_fingerprints_count_once(sink: ClickH
                 f"VALUES ('identity', '{key}', 0, '2026-01-05 00:50:00', '01')")
     outcome = pipeline(sink).process(Feed()([activation(-420, event_id=str(key), level=2)]))
     assert reasons(outcome) == [] and outcome.accepted == 0  # first stored copy wins, silently
+
+
+def test_messages_stored_before_a_crash_are_counted_again_as_themselves(sink: ClickHouseSink) -> None:
+    # A worker killed after writing the raw rows and the index but before the progress: the next one reads
+    # the same messages again. They are not copies: they count (once) and vote for the watermark as before.
+    feed = Feed()
+    batch = feed(around(-1000, count=5))
+    pipeline(sink).process(batch)
+    query(sink, "TRUNCATE TABLE pulse.stream_offsets")  # the progress row never got written
+    again = pipeline(sink).process(batch + feed([activation(-1000 - LATENESS_S - 5)]))
+    assert reasons(again) == ["too_late"] and again.accepted == 5
+    assert watermarks(sink) == {0: CLOCK - timedelta(seconds=1002)}
+    assert activations_per_minute(sink) == {"00:43": 5}
