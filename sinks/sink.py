@@ -105,9 +105,14 @@ class Transaction:
                                fmt="JSONEachRow")
 
     def _insert_index(self, stream: str, events: list[Event], copies: list) -> None:
-        rows = [[stream, event.event_id, *copy, event.event_time, event.province_code]
-                for event, copy in zip(events, copies)]
-        self.client.insert(f"{self.db}.event_index", rows, column_names=_EVENT_INDEX_COLUMNS)
+        # As JSON lines, like the raw rows: building typed Python rows for the client costs several times more.
+        lines = b"\n".join([orjson.dumps({
+            "stream": stream, "event_id": event.event_id, "fingerprint": copy.fingerprint, "topic": copy.topic,
+            "partition": copy.partition, "offset": copy.offset, "event_time": event.event_time,
+            "province_code": event.province_code,
+        }) for event, copy in zip(events, copies)])
+        self.client.raw_insert(f"{self.db}.event_index", _EVENT_INDEX_COLUMNS, insert_block=lines,
+                               settings=_JSON_INSERT_SETTINGS, fmt="JSONEachRow")
 
     def _insert_dead_letters(self, records: list[DeadLetter]) -> None:
         rows = [[r.topic, r.partition, r.offset, r.key, r.reason, r.error, r.raw] for r in records]
