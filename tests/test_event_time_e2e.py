@@ -104,3 +104,21 @@ def test_lateness_boundary_future_bound_and_duplicates_match_the_oracle(pulse_en
     activations = sum(c["activations"] for c in truth.windows["id_activations_1m"].values())
     # Quorums, the outlier, the "just inside" ones, BASE-599 on partition 0, the duplicated one, the second run's.
     assert activations == 3 * PARTITIONS + 1 + PARTITIONS + 1 + 1 + 1
+
+
+def test_simulated_clock_skew_and_conflicting_duplicates_give_the_dead_letters_the_simulator_promised(
+        pulse_env: PulseEnv, tmp_path: Path) -> None:
+    events = tmp_path / "faulty.jsonl"
+    printed = pulse_env.pulse("simulate", "--seed", "16", "--events", "3000", "--rate", "2000", "--speed", "30",
+                              "--faults", "clock_skew=0.01,conflicting_duplicate=0.02,duplicate=0.02,late=0.03,"
+                              "too_late=0.01", "--out", str(events))
+    summary = json.loads(printed.stdout.strip().splitlines()[-1])["faults"]
+    replay_with_a_worker(pulse_env, events)
+    found = dead_letter_reasons(pulse_env.chdb_url)
+    assert found == {"future_time": summary["injected"]["clock_skew"],
+                     "conflicting_duplicate": summary["injected"]["conflicting_duplicate"],
+                     "too_late": summary["injected"]["too_late"]}
+    assert sum(found.values()) == summary["expected_dead_letters"]
+    truth = expected_windows(events)
+    assert truth.dead_letters == found
+    assert_windows_equal(truth, stored_windows(pulse_env.chdb_url))
