@@ -769,11 +769,20 @@ class _DryRunTransaction:
     def load_progress(self, partitions):  # noqa: ANN001, ANN201
         return {pid: self.sink.progress[pid] for pid in partitions if pid in self.sink.progress}
 
+    def counted_copies(self, stream: str, event_ids: list) -> dict:
+        known = self.sink.copies
+        return {key: known[(stream, key)] for key in event_ids if (stream, key) in known}
+
+    def stored_copies(self, stream: str, event_ids: list) -> dict:
+        return {}  # a dry run keeps fingerprints only
+
     def write(self, batch) -> list[dict]:  # noqa: ANN001
         from streams.pipeline import Progress
 
-        self.sink.progress.update({pid: Progress(p.offset, p.watermark) for pid, p in batch.progress.items()})
+        self.sink.progress.update({pid: Progress(p.offset, p.watermark, list(p.leaders))
+                                   for pid, p in batch.progress.items()})
         for stream, events in batch.events.items():
+            self.sink.copies.update(((stream, e.event_id), copy) for e, copy in zip(events, batch.copies[stream]))
             for event in events:
                 day = event.event_time.astimezone(timezone.utc).date().isoformat()
                 self.sink.counts[(stream, day, event.province_code)] += 1
@@ -787,6 +796,7 @@ class DryRunSink:
 
     def __init__(self) -> None:
         self.progress: dict = {}
+        self.copies: dict = {}  # (stream, event_id) -> CountedCopy of what would be stored
         self.counts: Counter = Counter()
         self.dead_letters: Counter = Counter()
 

@@ -110,6 +110,10 @@ class Settings(BaseSettings):
     # Stream processing
     consumer_group: str = "adoption-pulse"
     allowed_lateness_s: float = 600.0
+    # An event more than this ahead of the worker's clock is dead-lettered `future_time` (a wrong device clock).
+    max_future_s: float = Field(default=300.0, ge=0.0)
+    # A partition's watermark is the N-th highest accepted event time: fewer than N outliers cannot move it.
+    watermark_quorum: int = Field(default=3, ge=1)
     max_message_bytes: int = 256 * 1024
     batch_max_events: int = 20_000
     batch_within_s: float = 0.5

@@ -25,7 +25,7 @@ import time
 from collections import Counter, OrderedDict, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import orjson
 import psutil
@@ -38,13 +38,15 @@ from pulse.settings import Settings
 from pulse.simulate import SimulationOptions, build_generator
 from pulse.supervise import stop_process
 from simulators.faults import parse_faults
-from simulators.generate import Emitted
+from simulators.generate import MIN_INTENSITY, Emitted
 from simulators.output import make_producer, produce
 from sinks.client import Warehouse
 
-DEFAULT_FAULTS = "duplicate=0.01,late=0.02,out_of_order=0.01,too_late=0.005,malformed=0.005"
+DEFAULT_FAULTS = ("duplicate=0.01,late=0.02,out_of_order=0.01,too_late=0.005,malformed=0.005,clock_skew=0.001,"
+                  "conflicting_duplicate=0.005")
 # Fault kinds whose effect AcceptedEvents predicts; the others would need the province and QR rules too.
-PREDICTED_FAULTS = {"duplicate", "late", "out_of_order", "too_late", "malformed"}
+PREDICTED_FAULTS = {"duplicate", "late", "out_of_order", "too_late", "malformed", "clock_skew",
+                    "conflicting_duplicate"}
 # The simulator re-sends a duplicate within 50 events of its original; remembering this many recent ids
 # recognizes every duplicate without holding all ids of a long run in memory.
 RECENT_IDS = 10_000
@@ -206,12 +208,13 @@ class AcceptedEvents:
     The worker keeps a watermark per partition, this one per stream; both lead to the same decisions
     because partitions of a stream advance together and a too-late event is tens of minutes behind."""
 
-    def __init__(self, totals: dict[str, Counter], lateness_s: float) -> None:
+    def __init__(self, totals: dict[str, Counter], lateness_s: float, max_future_s: float = 300.0) -> None:
         self.totals = totals  # the bench's window totals, filled by its own truth function
         self.lateness_s = lateness_s
+        self.max_future_s = max_future_s
         self.dead_letters: Counter = Counter()
         self.watermarks: dict[str, float] = defaultdict(float)
-        self.recent_ids: OrderedDict[str, None] = OrderedDict()
+        self.recent_ids: OrderedDict[str, bytes] = OrderedDict()  # event_id -> the first copy sent
         self.count = 0  # distinct events the worker must store
 
     def add(self, emitted: Emitted) -> None:
@@ -220,13 +223,19 @@ class AcceptedEvents:
         except orjson.JSONDecodeError:
             self.dead_letters["malformed_json"] += 1
             return
+        if emitted.event_time > time.time() + self.max_future_s:  # clock_skew: years ahead, no race here
+            self.dead_letters["future_time"] += 1
+            return
         if emitted.event_time < self.watermarks[emitted.stream] - self.lateness_s:
             self.dead_letters["too_late"] += 1
             return
-        self.watermarks[emitted.stream] = max(self.watermarks[emitted.stream], emitted.event_time)
-        if event["event_id"] in self.recent_ids:
+        first = self.recent_ids.get(event["event_id"])
+        if first is not None:
+            if first != emitted.value:
+                self.dead_letters["conflicting_duplicate"] += 1
             return
-        self.recent_ids[event["event_id"]] = None
+        self.watermarks[emitted.stream] = max(self.watermarks[emitted.stream], emitted.event_time)
+        self.recent_ids[event["event_id"]] = emitted.value
         if len(self.recent_ids) > RECENT_IDS:
             self.recent_ids.popitem(last=False)
         self.count += 1
@@ -274,7 +283,7 @@ class Soak:
         self.say = say
         self.run = IsolatedRun(settings, "soak")
         self.outage_flag = self.run.state / "sink-outage"
-        self.accepted = AcceptedEvents(self.run.truth, settings.allowed_lateness_s)
+        self.accepted = AcceptedEvents(self.run.truth, settings.allowed_lateness_s, settings.max_future_s)
         self.samples: list[Sample] = []
         self.kills = self.outages = 0
         self.phase = 0
@@ -351,7 +360,10 @@ class Soak:
 
     # -- phases -----------------------------------------------------------------------------------
     def produce(self) -> tuple[int, dict]:
-        options = SimulationOptions(seed=self.options.seed, rate=self.options.rate, start=datetime.now(timezone.utc),
+        # Event time runs up to 1/MIN_INTENSITY times faster than the wall clock in quiet hours (the rate is
+        # steady, the day's rhythm is not): starting that far back keeps every event out of the future bound.
+        start = datetime.now(timezone.utc) - timedelta(seconds=self.options.duration_s / MIN_INTENSITY)
+        options = SimulationOptions(seed=self.options.seed, rate=self.options.rate, start=start,
                                     faults=self.options.faults, demo_key=True)
         generator = build_generator(options, self.settings)
         producer = make_producer(self.settings.kafka_bootstrap, **self.run.security)

@@ -31,6 +31,8 @@ def build_pipeline(settings: Settings, sink: ClickHouseSink) -> Pipeline:
         sink,
         topics={topic: stream for stream, topic in settings.topics.streams.items()},
         lateness_s=settings.allowed_lateness_s,
+        max_future_s=settings.max_future_s,
+        watermark_quorum=settings.watermark_quorum,
         max_message_bytes=settings.max_message_bytes,
     )
 

@@ -11,12 +11,21 @@ import random
 from collections import Counter
 from dataclasses import dataclass, field
 
-KINDS = ("duplicate", "late", "out_of_order", "too_late", "malformed", "unknown_province", "bad_qr")
-# Faults that make the worker reject the event (dead letter); the others it must absorb.
-REJECTED_KINDS = ("too_late", "malformed", "unknown_province", "bad_qr")
+KINDS = ("duplicate", "late", "out_of_order", "too_late", "malformed", "unknown_province", "bad_qr",
+         "clock_skew", "conflicting_duplicate")
+# Faults that make the worker reject the event (dead letter); the others it must absorb. A
+# conflicting_duplicate event is sent as generated and once more, re-stamped, later: that copy is rejected.
+REJECTED_KINDS = ("too_late", "malformed", "unknown_province", "bad_qr", "clock_skew", "conflicting_duplicate")
+# Faults whose event is sent again later (within 50 events), as it is or changed.
+RESENT_KINDS = ("duplicate", "conflicting_duplicate")
 # Event-time shifts (seconds back) per kind: `late` stays within the default 10-minute allowed
 # lateness, `too_late` is far beyond it, `out_of_order` only swaps neighbours.
 SHIFTS = {"late": (60.0, 300.0), "out_of_order": (1.0, 20.0), "too_late": (1800.0, 7200.0)}
+# clock_skew: a terminal whose clock is set years ahead (seconds forward). Beyond any worker's clock, also
+# when an old file is replayed, so it is always `future_time`; a clock minutes fast is absorbed instead.
+CLOCK_SKEW_S = (10 * 365 * 86400.0, 11 * 365 * 86400.0)
+# conflicting_duplicate: a producer retry that re-stamps the event into a later minute (seconds forward).
+RESTAMP_S = (60.0, 180.0)
 WARMUP_EVENTS = 200  # no faults before every partition has a watermark
 
 

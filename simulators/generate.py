@@ -28,7 +28,7 @@ import orjson
 
 from schemas.vietqr import encode as encode_qr
 from simulators import scenario as scenarios
-from simulators.faults import SHIFTS, FaultPlan
+from simulators.faults import CLOCK_SKEW_S, RESENT_KINDS, RESTAMP_S, SHIFTS, FaultPlan
 from simulators.scenario import province_setting
 from simulators.world import Merchant, World
 
@@ -633,8 +633,9 @@ class Generator:
                 emitted = Emitted(stream, key.encode(), dumps(event), int(moment * 1000) / 1000)
             else:
                 emitted = self._apply_fault(fault, event, stream, key, moment)
-                if fault == "duplicate":
-                    heapq.heappush(duplicates, (index + self.rng.randint(1, 50), index, emitted))
+                if fault in RESENT_KINDS:
+                    again = emitted if fault == "duplicate" else self._restamped(event, stream, key, moment)
+                    heapq.heappush(duplicates, (index + self.rng.randint(1, 50), index, again))
             yield emitted
             index += 1
             while duplicates and duplicates[0][0] <= index:
@@ -648,6 +649,9 @@ class Generator:
             low, high = SHIFTS[kind]
             ms -= int(self.rng.uniform(low, high) * 1000)
             event["event_time"] = self._stamp.other(ms)
+        elif kind == "clock_skew":
+            ms += int(self.rng.uniform(*CLOCK_SKEW_S) * 1000)
+            event["event_time"] = self._stamp.other(ms)
         elif kind == "unknown_province":
             event["province_code"] = "99"
         elif kind == "bad_qr":
@@ -659,6 +663,12 @@ class Generator:
             keep = value.index(b'"', 9) + 2
             value = value[: self.rng.randint(max(20, keep), len(value) - 2)]
         return Emitted(stream, key.encode(), value, ms / 1000)
+
+
+    def _restamped(self, event: dict, stream: str, key: str, moment: float) -> Emitted:
+        """The same event_id with its time moved into a later minute: a conflicting copy."""
+        ms = int(moment * 1000) + int(self.rng.uniform(*RESTAMP_S) * 1000)
+        return Emitted(stream, key.encode(), orjson.dumps(event | {"event_time": self._stamp.other(ms)}), ms / 1000)
 
 
 def _epoch_day(day: date) -> int:

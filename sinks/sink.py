@@ -6,6 +6,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
+from uuid import UUID
 
 import orjson
 from clickhouse_connect.driver.client import Client
@@ -21,6 +22,8 @@ log = logging.getLogger(__name__)
 RAW_TABLES = {"payments": "payments", "dossiers": "dossier_events", "identity": "id_activations"}
 _JSON_INSERT_SETTINGS = {"date_time_input_format": "best_effort", "input_format_skip_unknown_fields": 1}
 _DEAD_LETTER_COLUMNS = ["topic", "partition", "offset", "key", "reason", "error", "raw"]
+_EVENT_INDEX_COLUMNS = ["stream", "event_id", "fingerprint", "topic", "partition", "offset", "event_time",
+                        "province_code"]
 
 
 def _event_line(event: Event) -> bytes:
@@ -50,16 +53,45 @@ class Transaction:
         if not topics:
             return {}
         rows = self.client.query(
-            f"SELECT topic, partition, offset, toUnixTimestamp64Milli(watermark) "
+            f"SELECT topic, partition, offset, toUnixTimestamp64Milli(watermark), watermark_leaders "
             f"FROM {self.db}.stream_offsets FINAL WHERE topic IN {{topics:Array(String)}}",
             parameters={"topics": topics},
         ).result_rows
-        return {(topic, partition): Progress(offset, millis / 1000) for topic, partition, offset, millis in rows}
+        return {(topic, partition): Progress(offset, millis / 1000, list(leaders))
+                for topic, partition, offset, millis, leaders in rows}
+
+    def counted_copies(self, stream: str, event_ids: list[UUID]):
+        """One query per batch and stream, on event_index (sorted by event_id). Should a race have stored two
+        copies (two workers on one event_id at once), the first stored is the one that counts."""
+        from streams.pipeline import CountedCopy  # the protocol's value type; imported lazily to keep layers apart
+
+        rows = self.client.query(
+            f"SELECT event_id, argMin(tuple(fingerprint, topic, partition, offset), ingested_at) "
+            f"FROM {self.db}.event_index "
+            f"WHERE stream = {{stream:String}} AND event_id IN {{ids:Array(UUID)}} GROUP BY event_id",
+            parameters={"stream": stream, "ids": event_ids},
+        ).result_rows
+        return {key: CountedCopy(*copy) for key, copy in rows}
+
+    def stored_copies(self, stream: str, event_ids: list[UUID]) -> dict[UUID, str]:
+        """Only for conflicts: the raw rows, found through the minutes event_index gives (the raw key's prefix)."""
+        table = RAW_TABLES[stream]
+        rows = self.client.query(
+            f"SELECT event_id, formatRowNoNewline('JSONEachRow', *) FROM {self.db}.{table} FINAL "
+            f"WHERE toStartOfMinute(event_time) IN (SELECT toStartOfMinute(event_time) FROM {self.db}.event_index "
+            f"WHERE stream = {{stream:String}} AND event_id IN {{ids:Array(UUID)}}) "
+            f"AND event_id IN {{texts:Array(String)}}",
+            parameters={"stream": stream, "ids": event_ids, "texts": [str(key) for key in event_ids]},
+        ).result_rows
+        return {UUID(key): text for key, text in rows}
 
     def write(self, batch) -> list[dict]:
         for stream, events in batch.events.items():
             if events:
                 self._insert_json(RAW_TABLES[stream], b"\n".join(map(_event_line, events)))
+                # After the raw rows: a crash between the two leaves events stored but not indexed, which the
+                # retried batch stores again (same raw key, collapsing) and indexes; never indexed, not stored.
+                self._insert_index(stream, events, batch.copies[stream])
         if batch.dead_letters:
             self._insert_dead_letters(batch.dead_letters)
         window_rows = [row for stream, minutes in batch.windows.items() if minutes
@@ -71,6 +103,16 @@ class Transaction:
         columns = _table_columns(self.client, self.db, table)
         self.client.raw_insert(f"{self.db}.{table}", columns, insert_block=lines, settings=_JSON_INSERT_SETTINGS,
                                fmt="JSONEachRow")
+
+    def _insert_index(self, stream: str, events: list[Event], copies: list) -> None:
+        # As JSON lines, like the raw rows: building typed Python rows for the client costs several times more.
+        lines = b"\n".join([orjson.dumps({
+            "stream": stream, "event_id": event.event_id, "fingerprint": copy.fingerprint, "topic": copy.topic,
+            "partition": copy.partition, "offset": copy.offset, "event_time": event.event_time,
+            "province_code": event.province_code,
+        }) for event, copy in zip(events, copies)])
+        self.client.raw_insert(f"{self.db}.event_index", _EVENT_INDEX_COLUMNS, insert_block=lines,
+                               settings=_JSON_INSERT_SETTINGS, fmt="JSONEachRow")
 
     def _insert_dead_letters(self, records: list[DeadLetter]) -> None:
         rows = [[r.topic, r.partition, r.offset, r.key, r.reason, r.error, r.raw] for r in records]
@@ -86,11 +128,11 @@ class Transaction:
         return [dict(zip(names, row), table=spec.table) for row in rows]
 
     def _insert_progress(self, progress) -> None:
-        rows = [[topic, partition, state.offset, _utc(state.watermark)]
+        rows = [[topic, partition, state.offset, _utc(state.watermark), state.leaders]
                 for (topic, partition), state in progress.items() if state.offset >= 0]
         if rows:
             self.client.insert(f"{self.db}.stream_offsets", rows,
-                               column_names=["topic", "partition", "offset", "watermark"])
+                               column_names=["topic", "partition", "offset", "watermark", "watermark_leaders"])
 
 
 _COLUMNS_CACHE: dict[tuple[str, str], list[str]] = {}

@@ -114,3 +114,19 @@ def test_accepted_events_predict_what_the_simulator_injected() -> None:
     assert sent == options.events + injected["duplicate"]  # a duplicate is an extra copy
     assert accepted.dead_letters == {"too_late": injected["too_late"], "malformed_json": injected["malformed"]}
     assert accepted.count == options.events - injected["too_late"] - injected["malformed"]
+
+
+def test_accepted_events_predict_clock_skew_and_conflicting_duplicates() -> None:
+    options = SimulationOptions(seed=5, rate=2000, events=20_000, demo_key=True,
+                                faults="duplicate=0.01,clock_skew=0.005,conflicting_duplicate=0.01")
+    generator = build_generator(options, Settings(pii_key=None))
+    accepted = AcceptedEvents(defaultdict(Counter), lateness_s=600.0, max_future_s=300.0)
+    for emitted in generator.events(options.events):
+        accepted.add(emitted)
+    summary = generator.faults.summary()
+    injected = summary["injected"]
+    assert all(injected.values()), injected
+    assert accepted.dead_letters == {"future_time": injected["clock_skew"],
+                                     "conflicting_duplicate": injected["conflicting_duplicate"]}
+    assert sum(accepted.dead_letters.values()) == summary["expected_dead_letters"]
+    assert accepted.count == options.events - injected["clock_skew"]

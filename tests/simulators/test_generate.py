@@ -15,7 +15,7 @@ import pytest
 from schemas.events import EVENT_MODELS
 from schemas.vietqr import decode, encode
 from simulators import scenario
-from simulators.faults import SHIFTS, WARMUP_EVENTS, FaultPlan, parse_faults
+from simulators.faults import CLOCK_SKEW_S, RESTAMP_S, SHIFTS, WARMUP_EVENTS, FaultPlan, parse_faults
 from simulators.generate import STREAM_OF_TYPE, Generator, _DynamicQR, _Stamps, iso
 from tests.simulators.conftest import START, Run, generate
 
@@ -221,6 +221,34 @@ def test_shifted_events_move_back_by_their_fault_s_range() -> None:
         if kind is None:
             previous = emitted.event_time
     assert shifted == 3 * round(0.05 * (3000 - WARMUP_EVENTS))
+
+
+def test_clock_skew_and_conflicting_duplicates_are_exact_and_do_what_they_say() -> None:
+    events = 4000
+    out, plan = _recorded("clock_skew=0.02,conflicting_duplicate=0.03,duplicate=0.01", events, seed=31)
+    summary = plan.summary()
+    assert summary["injected"] == {"clock_skew": 76, "conflicting_duplicate": 114, "duplicate": 38}
+    assert summary["expected_dead_letters"] == 76 + 114
+    assert len(out) == events + 114 + 38  # both kinds of copy are extra messages
+    first: dict[str, tuple[bytes, float]] = {}
+    previous = 0.0
+    skewed = restamped = 0
+    for emitted, kind in out:
+        event = json.loads(emitted.value)
+        if kind == "clock_skew":
+            ahead = emitted.event_time - previous
+            assert CLOCK_SKEW_S[0] - 5 <= ahead <= CLOCK_SKEW_S[1], ahead
+            skewed += 1
+        if kind == "copy" and event["event_id"] in first:
+            value, moment = first[event["event_id"]]
+            if value != emitted.value:  # a re-stamped copy: the same event otherwise, in a later minute
+                restamped += 1
+                assert RESTAMP_S[0] <= emitted.event_time - moment <= RESTAMP_S[1] + 0.001
+                assert {**event, "event_time": None} == {**json.loads(value), "event_time": None}
+        first.setdefault(event["event_id"], (emitted.value, emitted.event_time))
+        if kind is None:
+            previous = emitted.event_time
+    assert (skewed, restamped) == (76, 114)
 
 
 @pytest.mark.parametrize("name", scenario.available())
