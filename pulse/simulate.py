@@ -67,7 +67,7 @@ def run(options: SimulationOptions, settings: Settings) -> dict[str, object]:
         producer = make_producer(settings.kafka_bootstrap, **kafka_options(settings))
         try:
             counts = produce(events, producer, settings.topics.streams, rate=options.rate, deadline=deadline,
-                             on_event=count)
+                             on_event=count, event_clock=lambda: generator.clock)
         finally:
             producer.close(timeout=30)
     summary = generator.faults.summary()

@@ -56,12 +56,33 @@ def make_producer(bootstrap: str, **security: object) -> KafkaProducer:
     )
 
 
+def hold_until_present(event_clock: Callable[[], float], deadline: float | None, *,
+                       wall: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep) -> None:
+    """Wait while the generator's event time is ahead of the wall clock (never past `deadline`, monotonic).
+
+    A steady event rate makes event time race ahead in quiet hours (few events cover a long night), and a
+    live worker dead-letters anything stamped beyond its future bound as `future_time`: a live producer
+    therefore never sends an event stamped after now. Injected `clock_skew` faults are stamped after this
+    check, from the un-skewed time, so they still go out as the skewed events they are meant to be."""
+    while (ahead := event_clock() - wall()) > 0:
+        if deadline is not None:
+            ahead = min(ahead, deadline - time.monotonic())
+            if ahead <= 0:
+                return
+        sleep(min(ahead, 1.0))
+
+
 def produce(events: Iterable[Emitted], producer: KafkaProducer, topics: dict[str, str], *,
             rate: float | None, deadline: float | None = None,
-            on_event: Callable[[Emitted], None] | None = None) -> Counter:
+            on_event: Callable[[Emitted], None] | None = None,
+            event_clock: Callable[[], float] | None = None) -> Counter:
+    """Send `events`, `rate` per second at most; with `event_clock` (the generator's un-faulted event time),
+    none before the wall clock has reached it."""
     pacer = Pacer(rate)
     counts: Counter = Counter()
     for emitted in events:
+        if event_clock is not None:
+            hold_until_present(event_clock, deadline)
         if deadline is not None and time.monotonic() >= deadline:
             break
         producer.send(topics[emitted.stream], key=emitted.key, value=emitted.value)

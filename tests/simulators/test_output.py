@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 
-from simulators.output import Pacer, produce, write_jsonl
+from simulators.output import Pacer, hold_until_present, produce, write_jsonl
 from tests.simulators.conftest import generate
 
 TOPICS = {"payments": "p", "dossiers": "d", "identity": "i"}
@@ -103,3 +104,40 @@ def test_write_jsonl_writes_every_emitted_line(tmp_path: Path) -> None:
     lines = path.read_bytes().splitlines()
     assert lines == [e.value for e in run.emitted]
     assert counts == Counter(e.stream for e in run.emitted)
+
+
+def test_hold_until_present_waits_for_the_wall_clock_to_reach_event_time() -> None:
+    wall = [1_000.0]
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        wall[0] += seconds
+
+    hold_until_present(lambda: 1_002.5, None, wall=lambda: wall[0], sleep=sleep)
+    assert wall[0] >= 1_002.5
+    assert slept == [1.0, 1.0, 0.5]  # in slices of at most a second, so a deadline is never overslept
+
+    slept.clear()
+    hold_until_present(lambda: 900.0, None, wall=lambda: wall[0], sleep=sleep)  # event time in the past
+    assert slept == []
+
+
+def test_a_live_night_never_produces_events_stamped_after_now() -> None:
+    """At night the steady rate covers hours of event time in minutes; the producer waits instead."""
+    night = datetime(2026, 3, 2, 16, 0, tzinfo=timezone.utc)  # 23:00 in Hanoi, a quiet hour
+    run = generate("default", 0, parse=False, start=night)
+    wall = [night.timestamp()]
+    sink = FakeProducer()
+
+    def sleep(seconds: float) -> None:
+        wall[0] += seconds
+
+    events = run.generator.events(400)
+    held = (e for e in events if hold_until_present(lambda: run.generator.clock, None, wall=lambda: wall[0],
+                                                    sleep=sleep) is None)
+    for emitted in held:
+        assert emitted.event_time <= wall[0] + 1e-3
+        sink.send("t", key=emitted.key, value=emitted.value)
+    assert len(sink.sent) == 400
+    assert wall[0] > night.timestamp() + 60  # the night's 400 events really span more than a minute
