@@ -130,8 +130,11 @@ def watch_picture(settings: Settings, work: Path, out: Path, until: datetime) ->
     from pulse.report.chromium import screenshot
     from pulse.watch import WindowBoard
 
+    rows = watch_rows(settings, until)
+    if not rows:  # a picture of an empty screen would pass every other check
+        raise click.ClickException(f"no window rows up to {until:%Y-%m-%d %H:%M %Z}: nothing to picture")
     board = WindowBoard()
-    for row in watch_rows(settings, until):
+    for row in rows:
         board.add(row)
     screen = board.render()
     # A terminal just wide enough for the table, so that no province name wraps and no blank margin is left.
