@@ -8,6 +8,10 @@ from clickhouse_connect.driver.client import Client
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 _STATEMENT_END = re.compile(r";\s*(?:\n|$)")
+# The ledger of applied migrations; `{db}` is the database.
+LEDGER_DDL = ("CREATE TABLE IF NOT EXISTS {db}.schema_migrations "
+              "(version UInt32, name String, applied_at DateTime DEFAULT now()) "
+              "ENGINE = ReplacingMergeTree ORDER BY version")
 
 
 def migration_files() -> list[tuple[int, Path]]:
@@ -26,11 +30,7 @@ def _statements(sql: str) -> list[str]:
 def migrate(client: Client, database: str) -> list[str]:
     """Create the database and apply pending migrations; returns the names of those applied now."""
     client.command(f"CREATE DATABASE IF NOT EXISTS {database}")
-    client.command(
-        f"CREATE TABLE IF NOT EXISTS {database}.schema_migrations "
-        "(version UInt32, name String, applied_at DateTime DEFAULT now()) "
-        "ENGINE = ReplacingMergeTree ORDER BY version"
-    )
+    client.command(LEDGER_DDL.replace("{db}", database))
     applied = {row[0] for row in client.query(f"SELECT version FROM {database}.schema_migrations FINAL").result_rows}
     newly_applied = []
     for number, path in migration_files():
