@@ -49,25 +49,39 @@ class Pacer:
                 self.started += -ahead - self.MAX_BACKLOG_S
 
 
-def make_producer(bootstrap: str, **security: object) -> KafkaProducer:
-    return KafkaProducer(
-        bootstrap_servers=bootstrap, acks="all", linger_ms=20, batch_size=256 * 1024,
-        max_request_size=4 * 1024 * 1024, **security,
-    )
+class DeliveryFailed(RuntimeError):
+    """Kafka did not acknowledge some messages (brokers down, too few in-sync replicas): they may be missing."""
+
+
+def make_producer(bootstrap: str, **options: object) -> KafkaProducer:
+    """`options`: security options, or others that override these defaults (timeouts, for instance).
+
+    acks=all: a message counts as sent only once every in-sync replica has it (with the cluster's
+    min.insync.replicas=2, at least two brokers). Idempotence: a retry after a lost acknowledgement does not
+    write the message twice, and messages of a partition stay in order."""
+    return KafkaProducer(**{
+        "bootstrap_servers": bootstrap, "acks": "all", "enable_idempotence": True, "linger_ms": 20,
+        "batch_size": 256 * 1024, "max_request_size": 4 * 1024 * 1024, **options,
+    })
 
 
 def produce(events: Iterable[Emitted], producer: KafkaProducer, topics: dict[str, str], *,
             rate: float | None, deadline: float | None = None,
             on_event: Callable[[Emitted], None] | None = None) -> Counter:
+    """Send the events; raises DeliveryFailed if Kafka did not acknowledge all of them."""
     pacer = Pacer(rate)
     counts: Counter = Counter()
+    refused: list[Exception] = []
     for emitted in events:
         if deadline is not None and time.monotonic() >= deadline:
             break
-        producer.send(topics[emitted.stream], key=emitted.key, value=emitted.value)
+        producer.send(topics[emitted.stream], key=emitted.key, value=emitted.value).add_errback(refused.append)
         counts[emitted.stream] += 1
         if on_event:
             on_event(emitted)
         pacer.wait()
     producer.flush(timeout=60)
+    if refused:
+        raise DeliveryFailed(f"Kafka did not acknowledge {len(refused)} of {sum(counts.values())} messages "
+                             f"(first error: {refused[0]!r})")
     return counts
