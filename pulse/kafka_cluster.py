@@ -14,6 +14,7 @@ import base64
 import os
 import shutil
 import signal
+import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pulse import infra
+from pulse.kafka_security import kafka_options
 from pulse.settings import Settings
 
 REPLICATION_FACTOR = 3
@@ -113,7 +115,33 @@ def start(settings: Settings, nodes: list[BrokerNode]) -> list[str]:
     quorum, so waiting for the first node before starting the second would never end."""
     lines = _in_parallel([service.start for service in services(settings, nodes)])
     _check_one_cluster(settings, nodes)
+    wait_for_brokers(settings.model_copy(update={"kafka_bootstrap": bootstrap(nodes)}), len(nodes))
     return lines
+
+
+def wait_for_brokers(settings: Settings, count: int, timeout_s: float = infra.START_TIMEOUT_S) -> None:
+    """Until the cluster's metadata lists `count` brokers and a controller: a node answers on its port
+    before the others know it, and creating topics then fails on an unknown broker id."""
+    from kafka.admin import KafkaAdminClient
+    from kafka.errors import KafkaError
+
+    deadline = time.monotonic() + timeout_s
+    seen = 0
+    while True:
+        try:
+            admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, **kafka_options(settings))
+            try:
+                cluster = admin.describe_cluster()
+            finally:
+                admin.close()
+            seen = len(cluster["brokers"])
+            if seen >= count and cluster.get("controller_id", -1) >= 0:
+                return
+        except KafkaError:
+            pass
+        if time.monotonic() > deadline:
+            raise infra.InfraError(f"only {seen} of {count} Kafka brokers registered within {timeout_s:.0f} s")
+        time.sleep(0.5)
 
 
 def _in_parallel(calls: list[Callable[[], str]]) -> list[str]:

@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from kafka import KafkaProducer
+from kafka.errors import KafkaTimeoutError
 
 from simulators.generate import Emitted
 
@@ -49,6 +50,9 @@ class Pacer:
                 self.started += -ahead - self.MAX_BACKLOG_S
 
 
+FLUSH_TIMEOUT_S = 60
+
+
 class DeliveryFailed(RuntimeError):
     """Kafka did not acknowledge some messages (brokers down, too few in-sync replicas): they may be missing."""
 
@@ -75,12 +79,21 @@ def produce(events: Iterable[Emitted], producer: KafkaProducer, topics: dict[str
     for emitted in events:
         if deadline is not None and time.monotonic() >= deadline:
             break
-        producer.send(topics[emitted.stream], key=emitted.key, value=emitted.value).add_errback(refused.append)
+        try:
+            sent = producer.send(topics[emitted.stream], key=emitted.key, value=emitted.value)
+        except KafkaTimeoutError as error:  # no partition metadata (no reachable broker) within max_block_ms
+            raise DeliveryFailed(f"Kafka did not acknowledge all of {sum(counts.values()) + 1} messages: it took "
+                                 f"no more ({error})") from None
+        sent.add_errback(refused.append)
         counts[emitted.stream] += 1
         if on_event:
             on_event(emitted)
         pacer.wait()
-    producer.flush(timeout=60)
+    try:
+        producer.flush(timeout=FLUSH_TIMEOUT_S)
+    except KafkaTimeoutError as error:
+        raise DeliveryFailed(f"Kafka did not acknowledge all of {sum(counts.values())} messages within "
+                             f"{FLUSH_TIMEOUT_S} s ({error})") from None
     if refused:
         raise DeliveryFailed(f"Kafka did not acknowledge {len(refused)} of {sum(counts.values())} messages "
                              f"(first error: {refused[0]!r})")

@@ -42,14 +42,16 @@ def free_ports(count: int) -> list[int]:
 
 
 def wait_until_healthy(settings: Settings, timeout_s: float = HEALTHY_TIMEOUT_S) -> None:
-    """Every partition of the project's topics has a leader and all three replicas in sync."""
+    """Every partition of the project's topics and of the group offsets topic has a leader and all three
+    replicas in sync (a new consumer group's coordinator may be any partition of the offsets topic)."""
     deadline = time.monotonic() + timeout_s
+    infra.wait_for_group_coordinator(settings, timeout_s)  # also creates the offsets topic
     while True:
         lagging = []
         try:
             admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=10000)
             try:
-                for topic in admin.describe_topics(list(ALL_TOPICS)):
+                for topic in admin.describe_topics([*ALL_TOPICS, "__consumer_offsets"]):
                     lagging += [(topic["topic"], p["partition_index"]) for p in topic["partitions"]
                                 if p["leader_id"] < 0 or len(p["isr_nodes"]) < kafka_cluster.REPLICATION_FACTOR]
             finally:
@@ -57,7 +59,6 @@ def wait_until_healthy(settings: Settings, timeout_s: float = HEALTHY_TIMEOUT_S)
         except Exception as error:  # noqa: BLE001 - a cluster coming back refuses calls for a while
             lagging = [str(error)]
         if not lagging:
-            infra.wait_for_group_coordinator(settings)
             return
         if time.monotonic() > deadline:
             raise AssertionError(f"the Kafka cluster did not become healthy in {timeout_s} s: {lagging[:5]}")
