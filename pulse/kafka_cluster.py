@@ -14,6 +14,7 @@ import base64
 import os
 import shutil
 import signal
+import socket
 import time
 import uuid
 from collections.abc import Callable
@@ -56,6 +57,25 @@ def default_nodes(settings: Settings, brokers: int) -> list[BrokerNode]:
             for i in range(1, brokers + 1)]
 
 
+def free_ports(count: int) -> list[int]:
+    """`count` distinct ports nothing listens on now (held open together, so the kernel cannot repeat one):
+    for clusters beside others on a shared machine (tests, measured runs)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def free_nodes(brokers: int = REPLICATION_FACTOR) -> list[BrokerNode]:
+    """Nodes on ports picked free at run time (a broker and a controller port each)."""
+    ports = free_ports(2 * brokers)
+    return [BrokerNode(i + 1, ports[2 * i], ports[2 * i + 1]) for i in range(brokers)]
+
+
 def bootstrap(nodes: list[BrokerNode]) -> str:
     return ",".join(node.address for node in nodes)
 
@@ -64,12 +84,9 @@ def cluster_home(settings: Settings) -> Path:
     return settings.state_dir / "kafka-cluster"
 
 
-def broker_service(settings: Settings, node: BrokerNode, nodes: list[BrokerNode], cluster_id: str) -> infra.Service:
-    """One node: the single-broker service of pulse/infra.py in its own state directory, with the
-    cluster's node id, quorum, replication defaults and ports laid over the template."""
-    node_settings = settings.model_copy(update={
-        "state_dir": cluster_home(settings) / f"broker-{node.node_id}", "kafka_bootstrap": node.address})
-    properties = {
+def cluster_properties(node: BrokerNode, nodes: list[BrokerNode]) -> dict[str, str]:
+    """What a node of the cluster sets over the single-broker template."""
+    return {
         "node.id": str(node.node_id),
         "controller.quorum.voters": ",".join(f"{n.node_id}@127.0.0.1:{n.controller_port}" for n in nodes),
         "listeners": f"PLAINTEXT://{node.address},CONTROLLER://127.0.0.1:{node.controller_port}",
@@ -82,6 +99,14 @@ def broker_service(settings: Settings, node: BrokerNode, nodes: list[BrokerNode]
         # a replica that was not in sync never becomes leader: that would drop acknowledged writes
         "unclean.leader.election.enable": "false",
     }
+
+
+def broker_service(settings: Settings, node: BrokerNode, nodes: list[BrokerNode], cluster_id: str) -> infra.Service:
+    """One node: the single-broker service of pulse/infra.py in its own state directory, with the
+    cluster's node id, quorum, replication defaults and ports laid over the template."""
+    node_settings = settings.model_copy(update={
+        "state_dir": cluster_home(settings) / f"broker-{node.node_id}", "kafka_bootstrap": node.address})
+    properties = cluster_properties(node, nodes)
     # All nodes must be formatted with one cluster id; the later -t given to the storage tool wins.
     service = infra.kafka_service(node_settings, extra_properties=properties, format_args=("-t", cluster_id))
     service.name = f"kafka-{node.node_id}"
@@ -100,9 +125,17 @@ def _cluster_id(settings: Settings) -> str:
     path = cluster_home(settings) / "cluster.id"
     if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
-        # KRaft ids are 16 bytes in URL-safe base64 without padding, as StorageTool random-uuid prints them.
-        path.write_text(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))
+        path.write_text(_random_cluster_id())
     return path.read_text().strip()
+
+
+def _random_cluster_id() -> str:
+    """16 random bytes in URL-safe base64 without padding, as `StorageTool random-uuid` prints them; like
+    Kafka's own generator it never starts with "-", which the storage tool would read as an option."""
+    while True:
+        text = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not text.startswith("-"):
+            return text
 
 
 def services(settings: Settings, nodes: list[BrokerNode]) -> list[infra.Service]:
@@ -111,7 +144,7 @@ def services(settings: Settings, nodes: list[BrokerNode]) -> list[infra.Service]
 
 
 def start(settings: Settings, nodes: list[BrokerNode]) -> list[str]:
-    """Start every node at once (stopping them together is quicker too): a KRaft broker serves only after a majority of controllers has formed a
+    """Start every node at once: a KRaft broker serves only after a majority of controllers has formed a
     quorum, so waiting for the first node before starting the second would never end."""
     lines = _in_parallel([service.start for service in services(settings, nodes)])
     _check_one_cluster(settings, nodes)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import signal
-import socket
 import statistics
 import sys
 import threading
@@ -32,16 +31,6 @@ from pulse.settings import STREAM_TOPICS, TOPIC_WINDOWS, Settings
 SAMPLE_S = 5.0
 PARTITIONS = 12
 
-
-def _free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 class LagSampler(threading.Thread):
@@ -67,8 +56,7 @@ class LagSampler(threading.Thread):
 
 
 def _start_cluster(settings: Settings) -> tuple[Settings, list[kafka_cluster.BrokerNode]]:
-    ports = _free_ports(6)
-    nodes = [kafka_cluster.BrokerNode(i + 1, ports[2 * i], ports[2 * i + 1]) for i in range(3)]
+    nodes = kafka_cluster.free_nodes()
     cluster = settings.model_copy(update={"kafka_bootstrap": kafka_cluster.bootstrap(nodes)})
     kafka_cluster.start(cluster, nodes)
     infra.create_topics(cluster, replication_factor=kafka_cluster.REPLICATION_FACTOR)

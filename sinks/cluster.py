@@ -238,7 +238,8 @@ class _Renderer:
         return [f"{text[:position].rstrip()} SETTINGS distributed_foreground_insert = 1 {text[position:].lstrip()}"]
 
     def _drop(self, text: str) -> list[str]:
-        match = re.match(rf"DROP\s+(?P<kind>TABLE|VIEW)\s+(?P<ie>IF\s+EXISTS\s+)?{_NAME}(?P<rest>.*)$", text, re.I | re.S)
+        match = re.match(rf"DROP\s+(?P<kind>TABLE|VIEW)\s+(?P<ie>IF\s+EXISTS\s+)?{_NAME}(?P<rest>.*)$", text,
+                         re.I | re.S)
         if match is None:
             raise ClusterRenderError(f"unreadable DROP: {_abbreviated(text)}")
         name = self._qualified(match.group("name"))

@@ -263,7 +263,8 @@ def test_workers_write_through_different_nodes(services: dict, filled_env: dict)
 
 def test_grafana_reaches_clickhouse_under_its_provisioned_name(services: dict) -> None:
     datasources = load_yaml(REPO / "deploy" / "grafana" / "provisioning" / "datasources" / "datasources.yml")
-    host = next(d["jsonData"]["host"] for d in datasources["datasources"] if d["type"].endswith("clickhouse-datasource"))
+    host = next(source["jsonData"]["host"] for source in datasources["datasources"]
+                if source["type"].endswith("clickhouse-datasource"))
     assert host in services["clickhouse-s1r1"]["networks"]["default"]["aliases"]
 
 

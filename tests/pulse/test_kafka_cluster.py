@@ -2,8 +2,9 @@
 each node gets, and what is refused (the brokers themselves run in tests/scale_out/)."""
 from __future__ import annotations
 
-import sys
+import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -45,7 +46,8 @@ def test_nodes_are_read_back_from_their_configuration(tmp_path: Path) -> None:
         config.parent.mkdir(parents=True)
         # as the template and the overrides leave it: the later line wins, as in Java
         config.write_text(f"node.id=1\nlisteners=PLAINTEXT://127.0.0.1:9092,CONTROLLER://127.0.0.1:10092\n"
-                          f"node.id={node_id}\nlisteners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{port + 1}\n")
+                          f"node.id={node_id}\n"
+                          f"listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{port + 1}\n")
     assert kafka_cluster.existing_nodes(settings) == [
         kafka_cluster.BrokerNode(1, 41001, 41002), kafka_cluster.BrokerNode(2, 41101, 41102)]
     assert kafka_cluster.existing_nodes(Settings(state_dir=tmp_path / "nothing")) == []
@@ -58,3 +60,24 @@ def test_the_command_line_refuses_two_brokers_before_starting_anything(tmp_path:
     assert result.returncode == 1
     assert "a replicated cluster needs 3 to 9 brokers, not 2" in result.stderr
     assert not (tmp_path / "kafka-cluster").exists()
+
+
+def test_cluster_ids_look_like_kafkas_and_never_start_with_a_dash() -> None:
+    ids = {kafka_cluster._random_cluster_id() for _ in range(2000)}
+    assert len(ids) == 2000
+    assert all(len(i) == 22 and not i.startswith("-") and re.fullmatch(r"[A-Za-z0-9_-]+", i) for i in ids)
+
+
+def test_every_node_replicates_three_ways_and_acknowledges_with_two(tmp_path: Path) -> None:
+    nodes = kafka_cluster.default_nodes(Settings(state_dir=tmp_path), 3)
+    properties = kafka_cluster.cluster_properties(nodes[2], nodes)
+    assert properties["node.id"] == "3"
+    assert properties["controller.quorum.voters"] == "1@127.0.0.1:10092,2@127.0.0.1:10192,3@127.0.0.1:10292"
+    assert properties["listeners"] == "PLAINTEXT://127.0.0.1:9292,CONTROLLER://127.0.0.1:10292"
+    assert {key: properties[key] for key in (
+        "default.replication.factor", "min.insync.replicas", "offsets.topic.replication.factor",
+        "transaction.state.log.replication.factor", "transaction.state.log.min.isr",
+        "unclean.leader.election.enable")} == {
+        "default.replication.factor": "3", "min.insync.replicas": "2", "offsets.topic.replication.factor": "3",
+        "transaction.state.log.replication.factor": "3", "transaction.state.log.min.isr": "2",
+        "unclean.leader.election.enable": "false"}

@@ -3,15 +3,16 @@ the single test broker, on ports picked free at run time, started once for this 
 the end (also when a test fails). These are slow integration tests: real brokers, workers and chDB."""
 from __future__ import annotations
 
-import socket
 import time
 from collections.abc import Iterator
 
 import pytest
 from kafka.admin import KafkaAdminClient
+from kafka.errors import KafkaError
 
 from pulse import infra, kafka_cluster
 from pulse.settings import ALL_TOPICS, Settings
+from tests.support.services import PulseEnv
 
 PARTITIONS = 12
 HEALTHY_TIMEOUT_S = 120
@@ -29,16 +30,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.integration)
 
 
-def free_ports(count: int) -> list[int]:
-    """`count` distinct ports nothing listens on (held open together, so the kernel cannot repeat one)."""
-    sockets = [socket.socket() for _ in range(count)]
+
+def stored_count(env: PulseEnv) -> int:
+    """Messages the test's group has stored, or -1 while the admin call meets a broker or coordinator
+    that just went away."""
     try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
+        return env.stored_count()
+    except KafkaError:
+        return -1
 
 
 def wait_until_healthy(settings: Settings, timeout_s: float = HEALTHY_TIMEOUT_S) -> None:
@@ -67,8 +66,7 @@ def wait_until_healthy(settings: Settings, timeout_s: float = HEALTHY_TIMEOUT_S)
 
 @pytest.fixture(scope="session")
 def kafka_cluster_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
-    ports = free_ports(6)
-    nodes = [kafka_cluster.BrokerNode(i + 1, ports[2 * i], ports[2 * i + 1]) for i in range(3)]
+    nodes = kafka_cluster.free_nodes()
     settings = Settings(state_dir=tmp_path_factory.mktemp("pulse-kafka-cluster"),
                         kafka_bootstrap=kafka_cluster.bootstrap(nodes), topic_partitions=PARTITIONS)
     try:

@@ -10,9 +10,9 @@ from pathlib import Path
 from kafka.admin import KafkaAdminClient
 from kafka.errors import KafkaError
 
-from pulse.settings import STREAM_TOPICS, Settings
 from pulse.kafka_tools import end_offsets
-from tests.scale_out.conftest import PARTITIONS
+from pulse.settings import STREAM_TOPICS, Settings
+from tests.scale_out.conftest import PARTITIONS, stored_count
 from tests.support.services import PulseEnv, WorkerProcess, wait_for
 from tests.test_end_to_end import simulate
 from tests.test_fault_tolerance import check_truth
@@ -30,12 +30,6 @@ def group_members(env: PulseEnv) -> int:
     finally:
         admin.close()
 
-
-def stored_count(env: PulseEnv) -> int:
-    try:
-        return env.stored_count()
-    except KafkaError:
-        return -1
 
 
 def test_three_workers_over_twelve_partitions_one_killed_and_restarted(

@@ -20,7 +20,7 @@ from pulse import kafka_cluster
 from pulse.settings import TOPIC_PAYMENTS, Settings
 from simulators.generate import Emitted
 from simulators.output import DeliveryFailed, make_producer, produce
-from tests.scale_out.conftest import wait_until_healthy
+from tests.scale_out.conftest import stored_count, wait_until_healthy
 from tests.support.services import PulseEnv, WorkerProcess, wait_for
 from tests.test_end_to_end import simulate
 from tests.test_fault_tolerance import check_truth
@@ -36,13 +36,6 @@ def partition_leader(settings: Settings, topic: str, partition: int) -> int:
         admin.close()
     return next(p["leader_id"] for p in described["partitions"] if p["partition_index"] == partition)
 
-
-def stored_count(env: PulseEnv) -> int:
-    """Messages the group has stored, or -1 while the admin call meets a broker that just died."""
-    try:
-        return env.stored_count()
-    except KafkaError:
-        return -1
 
 
 def test_a_broker_sigkilled_mid_stream_and_restarted_later_leaves_the_windows_exact(
@@ -97,6 +90,10 @@ def _read_all(settings: Settings, topic: str, partitions: int, expected: int, ti
 
 def test_with_two_of_three_brokers_down_writes_are_refused_and_acknowledged_ones_kept(cluster: Settings) -> None:
     topic, partitions = "pulse.scale-out.refusal", 3
+    for node in kafka_cluster.existing_nodes(cluster):  # what each running broker was started with
+        config = kafka_cluster.cluster_home(cluster) / f"broker-{node.node_id}" / "kafka" / "server.properties"
+        lines = [line.split("=", 1) for line in config.read_text().splitlines() if "=" in line and line[0] != "#"]
+        assert dict(lines)["min.insync.replicas"] == "2"  # the last value wins, as in Java
     admin = KafkaAdminClient(bootstrap_servers=cluster.kafka_bootstrap)
     try:
         admin.create_topics([NewTopic(topic, partitions, kafka_cluster.REPLICATION_FACTOR)])

@@ -146,7 +146,8 @@ SELECT toDate(event_time, 'Asia/Ho_Chi_Minh') AS day, province_code, 'qr_success
        countIf(status = 'success') AS numerator, count() AS denominator
 FROM {db}.payments GROUP BY day, province_code;
 
-ALTER TABLE {db}.kpi_daily_test ADD COLUMN IF NOT EXISTS note String DEFAULT '', MODIFY SETTING merge_with_ttl_timeout = 3600;
+ALTER TABLE {db}.kpi_daily_test ADD COLUMN IF NOT EXISTS note String DEFAULT '',
+    MODIFY SETTING merge_with_ttl_timeout = 3600;
 ALTER TABLE {db}.targets_test DELETE WHERE year < 2020;
 OPTIMIZE TABLE {db}.targets_test FINAL;
 DROP VIEW IF EXISTS {db}.kpi_view_test;
