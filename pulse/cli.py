@@ -82,11 +82,18 @@ def infra_group() -> None:
 
 @infra_group.command("up")
 @click.option("--no-monitoring", is_flag=True, help="Start Kafka only.")
+@click.option("--brokers", type=click.IntRange(1, 9), default=1, show_default=True,
+              help="Kafka nodes; 3 or more: a replicated cluster (replication 3, min.insync.replicas 2) on ports "
+                   "9092, 9192, 9292, ...")
 @click.pass_context
-def infra_up(ctx: click.Context, no_monitoring: bool) -> None:
+def infra_up(ctx: click.Context, no_monitoring: bool, brokers: int) -> None:
     """Start Kafka (KRaft) and, when installed, Prometheus and Alertmanager; create the topics. Idempotent."""
+    from pulse import kafka_cluster
+
     try:
-        for line in infra.up(_settings(ctx), with_monitoring=not no_monitoring):
+        started = (infra.up(_settings(ctx), with_monitoring=not no_monitoring) if brokers == 1 else
+                   kafka_cluster.up(_settings(ctx), brokers, with_monitoring=not no_monitoring))
+        for line in started:
             click.echo(line)
     except infra.InfraError as error:
         raise click.ClickException(str(error)) from None
@@ -97,7 +104,9 @@ def infra_up(ctx: click.Context, no_monitoring: bool) -> None:
 @click.pass_context
 def infra_down(ctx: click.Context, purge: bool) -> None:
     """Stop what `infra up` started (found through the pid files in the state directory)."""
-    for line in infra.down(_settings(ctx), purge=purge):
+    from pulse import kafka_cluster
+
+    for line in [*kafka_cluster.down(_settings(ctx), purge=purge), *infra.down(_settings(ctx), purge=purge)]:
         click.echo(line)
 
 
@@ -114,7 +123,9 @@ def infra_fetch() -> None:
 @click.pass_context
 def infra_status(ctx: click.Context) -> None:
     """Show whether each local service is up, with its address and pid."""
-    for line in infra.status(_settings(ctx)):
+    from pulse import kafka_cluster
+
+    for line in [*infra.status(_settings(ctx)), *kafka_cluster.status(_settings(ctx))]:
         click.echo(line)
 
 

@@ -226,7 +226,7 @@ def prometheus_services(settings: Settings) -> list[Service]:
     return found
 
 
-def create_topics(settings: Settings) -> list[str]:
+def create_topics(settings: Settings, replication_factor: int = 1) -> list[str]:
     from kafka.admin import KafkaAdminClient, NewTopic
     from kafka.errors import TopicAlreadyExistsError
 
@@ -235,7 +235,7 @@ def create_topics(settings: Settings) -> list[str]:
     try:
         existing = set(admin.list_topics())
         missing = [t for t in settings.topics.all if t not in existing]
-        new = [NewTopic(t, settings.topic_partitions, 1,
+        new = [NewTopic(t, settings.topic_partitions, replication_factor,
                         topic_configs={"cleanup.policy": "compact"} if t == settings.topics.windows else {})
                for t in missing]
         if new:

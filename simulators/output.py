@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from kafka import KafkaProducer
+from kafka.errors import KafkaTimeoutError
 
 from simulators.generate import Emitted
 
@@ -49,11 +50,23 @@ class Pacer:
                 self.started += -ahead - self.MAX_BACKLOG_S
 
 
-def make_producer(bootstrap: str, **security: object) -> KafkaProducer:
-    return KafkaProducer(
-        bootstrap_servers=bootstrap, acks="all", linger_ms=20, batch_size=256 * 1024,
-        max_request_size=4 * 1024 * 1024, **security,
-    )
+FLUSH_TIMEOUT_S = 60
+
+
+class DeliveryFailed(RuntimeError):
+    """Kafka did not acknowledge some messages (brokers down, too few in-sync replicas): they may be missing."""
+
+
+def make_producer(bootstrap: str, **options: object) -> KafkaProducer:
+    """`options`: security options, or others that override these defaults (timeouts, for instance).
+
+    acks=all: a message counts as sent only once every in-sync replica has it (with the cluster's
+    min.insync.replicas=2, at least two brokers). Idempotence: a retry after a lost acknowledgement does not
+    write the message twice, and messages of a partition stay in order."""
+    return KafkaProducer(**{
+        "bootstrap_servers": bootstrap, "acks": "all", "enable_idempotence": True, "linger_ms": 20,
+        "batch_size": 256 * 1024, "max_request_size": 4 * 1024 * 1024, **options,
+    })
 
 
 def hold_until_present(event_clock: Callable[[], float], deadline: float | None, *,
@@ -77,18 +90,31 @@ def produce(events: Iterable[Emitted], producer: KafkaProducer, topics: dict[str
             on_event: Callable[[Emitted], None] | None = None,
             event_clock: Callable[[], float] | None = None) -> Counter:
     """Send `events`, `rate` per second at most; with `event_clock` (the generator's un-faulted event time),
-    none before the wall clock has reached it."""
+    none before the wall clock has reached it. Raises DeliveryFailed if Kafka did not acknowledge them all."""
     pacer = Pacer(rate)
     counts: Counter = Counter()
+    refused: list[Exception] = []
     for emitted in events:
         if event_clock is not None:
             hold_until_present(event_clock, deadline)
         if deadline is not None and time.monotonic() >= deadline:
             break
-        producer.send(topics[emitted.stream], key=emitted.key, value=emitted.value)
+        try:
+            sent = producer.send(topics[emitted.stream], key=emitted.key, value=emitted.value)
+        except KafkaTimeoutError as error:  # no partition metadata (no reachable broker) within max_block_ms
+            raise DeliveryFailed(f"Kafka did not acknowledge all of {sum(counts.values()) + 1} messages: it took "
+                                 f"no more ({error})") from None
+        sent.add_errback(refused.append)
         counts[emitted.stream] += 1
         if on_event:
             on_event(emitted)
         pacer.wait()
-    producer.flush(timeout=60)
+    try:
+        producer.flush(timeout=FLUSH_TIMEOUT_S)
+    except KafkaTimeoutError as error:
+        raise DeliveryFailed(f"Kafka did not acknowledge all of {sum(counts.values())} messages within "
+                             f"{FLUSH_TIMEOUT_S} s ({error})") from None
+    if refused:
+        raise DeliveryFailed(f"Kafka did not acknowledge {len(refused)} of {sum(counts.values())} messages "
+                             f"(first error: {refused[0]!r})")
     return counts

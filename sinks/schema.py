@@ -10,6 +10,10 @@ from sinks.reference import load_reference_data
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 _STATEMENT_END = re.compile(r";\s*(?:\n|$)")
+# The ledger of applied migrations; `{db}` is the database.
+LEDGER_DDL = ("CREATE TABLE IF NOT EXISTS {db}.schema_migrations "
+              "(version UInt32, name String, applied_at DateTime DEFAULT now()) "
+              "ENGINE = ReplacingMergeTree ORDER BY version")
 
 
 def migration_files() -> list[tuple[int, Path]]:
@@ -29,9 +33,7 @@ def bootstrap_statements(database: str) -> list[str]:
     """The database and the ledger of applied migrations, created before any migration runs."""
     return [
         f"CREATE DATABASE IF NOT EXISTS {database}",
-        f"CREATE TABLE IF NOT EXISTS {database}.schema_migrations "
-        "(version UInt32, name String, applied_at DateTime DEFAULT now()) "
-        "ENGINE = ReplacingMergeTree ORDER BY version",
+        LEDGER_DDL.replace("{db}", database),
     ]
 
 

@@ -22,10 +22,14 @@ class FakeProducer:
         self.flushed = 0
         self.stall_at, self.stall_s = stall_at, stall_s
 
-    def send(self, topic: str, key: bytes, value: bytes) -> None:
+    def send(self, topic: str, key: bytes, value: bytes) -> FakeProducer:
         if len(self.sent) == self.stall_at:
             time.sleep(self.stall_s)
         self.sent.append((time.monotonic(), topic, key, value))
+        return self  # stands in for the send's future: every message is acknowledged
+
+    def add_errback(self, _callback) -> FakeProducer:  # noqa: ANN001
+        return self
 
     def flush(self, timeout: float | None = None) -> None:
         self.flushed += 1

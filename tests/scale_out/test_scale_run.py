@@ -1,0 +1,21 @@
+"""The measured scale-out run (`python -m pulse.scale_run`, docs/scaling.md), short: two workers against the
+three-broker cluster at a low rate; the report's figures are filled in and the windows are exact."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from pulse.scale_run import measure
+from pulse.settings import Settings
+
+
+def test_a_short_measured_run_with_two_workers_is_exact_and_reports_lag_and_freshness(
+        kafka_cluster_settings: Settings, tmp_path: Path) -> None:
+    settings = kafka_cluster_settings.model_copy(update={"state_dir": tmp_path})
+    report = measure(settings, minutes=0.25, rate=300, workers=2, drain_timeout_s=180, say=lambda _: None)
+    assert report["correct"], report["stored_totals"]
+    assert report["worker_exits"] == [0, 0]
+    assert report["brokers"] == 3 and report["workers"] == 2
+    assert 3000 <= report["events"] <= 5000  # 15 s at 300 events/s, give or take the pacer's start
+    assert report["lag_samples"] and report["lag_max_messages"] >= 0
+    assert report["freshness_samples"] > 1000
+    assert 0 < report["freshness_p50_s"] <= report["freshness_p95_s"] <= report["freshness_p99_s"] < 60
