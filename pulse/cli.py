@@ -366,20 +366,24 @@ def query(ctx: click.Context, sql: str, fmt: str) -> None:
 @click.option("--print", "print_only", is_flag=True,
               help="Print every migration's SQL (for the configured database) instead of applying it; "
                    "connects to nothing.")
+@click.option("--cluster", default=None, metavar="NAME",
+              help="Render the schema for ClickHouse cluster NAME (ON CLUSTER DDL, Replicated local tables, "
+                   "Distributed tables; docs/scaling.md) and apply it through the configured server, or print it "
+                   "with --print.")
 @click.pass_context
-def migrate(ctx: click.Context, print_only: bool) -> None:
+def migrate(ctx: click.Context, print_only: bool, cluster: str | None) -> None:
     """Create the ClickHouse database and apply pending schema migrations (idempotent; the worker does it at start)."""
     from pulse.errors import short_reason
-    from pulse.migrate import migration_script, run_migrate
+    from pulse.migrate import cluster_migration_script, migration_script, run_cluster_migrate, run_migrate
     from pulse.settings import ClickHouseSettingsError
     from sinks.client import StoreBusy, redact_url
 
     settings = _settings(ctx)
     try:
         if print_only:
-            click.echo(migration_script(settings))
+            click.echo(cluster_migration_script(settings, cluster) if cluster else migration_script(settings))
             return
-        applied, database = run_migrate(settings)
+        applied, database = run_cluster_migrate(settings, cluster) if cluster else run_migrate(settings)
     except (ValueError, StoreBusy, ClickHouseSettingsError) as error:
         raise click.ClickException(str(error)) from None
     except Exception as error:  # noqa: BLE001 - a refused or unreachable server is a message, not a traceback

@@ -9,7 +9,12 @@ from __future__ import annotations
 from pulse.settings import Settings
 from pulse.store import open_warehouse
 from sinks.client import Warehouse
+from sinks.cluster import cluster_bootstrap_statements, cluster_migrations
 from sinks.schema import bootstrap_statements, migrate, migration_statements
+
+
+class ClusterOnEmbeddedStore(ValueError):
+    """`--cluster` asked of the embedded chDB store, which is one node and has no cluster."""
 
 
 def apply_migrations(warehouse: Warehouse) -> list[str]:
@@ -27,6 +32,10 @@ def run_migrate(settings: Settings) -> tuple[list[str], str]:
         warehouse.close()
 
 
+def _ledger_insert(database: str, number: int, name: str) -> str:
+    return f"INSERT INTO {database}.schema_migrations (version, name) VALUES ({number}, '{name}')"
+
+
 def migration_script(settings: Settings) -> str:
     """Every statement `pulse migrate` may run, as one SQL script, without connecting to anything.
 
@@ -37,5 +46,44 @@ def migration_script(settings: Settings) -> str:
     for number, name, statements in migration_statements(database):
         parts.append(f"\n-- {name}")
         parts.extend(f"{statement};" for statement in statements)
-        parts.append(f"INSERT INTO {database}.schema_migrations (version, name) VALUES ({number}, '{name}');")
+        parts.append(f"{_ledger_insert(database, number, name)};")
     return "\n".join(parts)
+
+
+def cluster_migration_script(settings: Settings, cluster: str) -> str:
+    """The schema rendered for ClickHouse cluster `cluster` (ON CLUSTER DDL, Replicated local tables and
+    Distributed tables, sinks/cluster.py), as one script; connects to nothing."""
+    database = open_warehouse(settings, keep_open=False).database
+    parts = ["-- bootstrap", *(f"{statement};" for statement in cluster_bootstrap_statements(cluster, database))]
+    for migration in cluster_migrations(cluster, database):
+        parts.append(f"\n-- {migration.name}")
+        parts.extend(f"{statement};" for statement in migration.statements)
+        parts.append(f"{_ledger_insert(database, migration.number, migration.name)};")
+    return "\n".join(parts)
+
+
+def run_cluster_migrate(settings: Settings, cluster: str) -> tuple[list[str], str]:
+    """Apply the pending migrations, rendered for `cluster`, through the configured server (any node)."""
+    warehouse = open_warehouse(settings, keep_open=False)
+    if warehouse.embedded:
+        raise ClusterOnEmbeddedStore("--cluster needs a ClickHouse server (PULSE_CLICKHOUSE_URL=http[s]://...); "
+                                     "the embedded chDB store is a single node")
+    database = warehouse.database
+    migrations = cluster_migrations(cluster, database)
+    try:
+        with warehouse.lease() as client:
+            for statement in cluster_bootstrap_statements(cluster, database):
+                client.command(statement)
+            applied = {row[0] for row in
+                       client.query(f"SELECT version FROM {database}.schema_migrations FINAL").result_rows}
+            newly_applied = []
+            for migration in migrations:
+                if migration.number in applied:
+                    continue
+                for statement in migration.statements:
+                    client.command(statement)
+                client.command(_ledger_insert(database, migration.number, migration.name))
+                newly_applied.append(migration.name)
+            return newly_applied, database
+    finally:
+        warehouse.close()

@@ -306,13 +306,16 @@ def cluster_migrations(cluster: str, database: str = "pulse",
     return rendered
 
 
+def cluster_bootstrap_statements(cluster: str, database: str = "pulse") -> list[str]:
+    """The database and the migrations ledger on every node, created before any migration runs."""
+    renderer = _renderer(cluster, database, None)
+    return [f"CREATE DATABASE IF NOT EXISTS {database} ON CLUSTER {cluster}",
+            *renderer.render(LEDGER_DDL.replace("{db}", database))]
+
+
 def cluster_statements(cluster: str, database: str = "pulse") -> list[str]:
     """The whole schema for a cluster: the database, the migrations ledger and every migration, in order."""
-    _check_identifier("cluster", cluster)
-    _check_identifier("database", database)
-    renderer = _renderer(cluster, database, None)
-    statements = [f"CREATE DATABASE IF NOT EXISTS {database} ON CLUSTER {cluster}",
-                  *renderer.render(LEDGER_DDL.replace("{db}", database))]
+    statements = cluster_bootstrap_statements(cluster, database)
     for migration in cluster_migrations(cluster, database):
         statements.extend(migration.statements)
     return statements
