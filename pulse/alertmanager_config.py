@@ -8,11 +8,12 @@ import subprocess
 from pathlib import Path
 
 from pulse.settings import Settings, project_root
+from pulse.errors import PulseError
 
 RENDER_TIMEOUT_S = 30
 
 
-class AlertmanagerConfigError(RuntimeError):
+class AlertmanagerConfigError(PulseError, RuntimeError):
     """The receivers' settings were refused (the message names the setting, never its value)."""
 
 

@@ -27,6 +27,7 @@ from pulse.settings import Settings
 from pulse.store import open_warehouse
 from sinks.schema import migrate
 from sinks.windows import WINDOW_SPECS, WindowSpec, window_bounds
+from pulse.errors import PulseUsageError
 
 SPECS_BY_TABLE: dict[str, WindowSpec] = {spec.table: spec for spec in WINDOW_SPECS.values()}
 CHUNK_S = 3600  # recompute an hour of windows at a time
@@ -54,7 +55,7 @@ def resolve_tables(names: tuple[str, ...]) -> list[WindowSpec]:
         return list(SPECS_BY_TABLE.values())
     unknown = [name for name in names if name not in SPECS_BY_TABLE]
     if unknown:
-        raise ValueError(f"unknown window table(s) {', '.join(unknown)}; known: {', '.join(SPECS_BY_TABLE)}, all")
+        raise PulseUsageError(f"unknown window table(s) {', '.join(unknown)}; known: {', '.join(SPECS_BY_TABLE)}, all")
     return [SPECS_BY_TABLE[name] for name in dict.fromkeys(names)]
 
 
@@ -64,14 +65,14 @@ def resolve_provinces(codes: tuple[str, ...]) -> list[str]:
     try:
         return sorted({current_code(code.strip()) for code in codes})
     except UnknownProvince as error:
-        raise ValueError(str(error)) from None
+        raise PulseUsageError(str(error)) from None
 
 
 def minute_chunks(since: datetime, until: datetime) -> list[list[int]]:
     """Window starts (Unix minutes) with since <= start < until, grouped by hour."""
     low, high = since.timestamp(), until.timestamp()
     if high <= low:
-        raise ValueError("--until must be later than --since")
+        raise PulseUsageError("--until must be later than --since")
     first = int(-(-low // 60) * 60)
     grouped: dict[int, list[int]] = defaultdict(list)
     for start in range(first, int(-(-high // 60) * 60), 60):

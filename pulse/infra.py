@@ -16,6 +16,7 @@ from pathlib import Path
 from pulse.alertmanager_config import AlertmanagerConfigError, render_from_settings
 from pulse.kafka_security import kafka_options
 from pulse.settings import Settings, project_root
+from pulse.errors import PulseError
 
 KAFKA_VERSION = "3.9.1"
 # The broker's pom, properties template and log4j config ship inside the package (package data), so an
@@ -25,7 +26,7 @@ START_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 30.0
 
 
-class InfraError(RuntimeError):
+class InfraError(PulseError, RuntimeError):
     pass
 
 

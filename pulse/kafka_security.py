@@ -13,17 +13,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pulse.settings import Settings, read_secret_file
+from pulse.errors import PulseError
 
 SASL_PROTOCOLS = frozenset({"SASL_PLAINTEXT", "SASL_SSL"})
 TLS_PROTOCOLS = frozenset({"SSL", "SASL_SSL"})
 PREFLIGHT_TIMEOUT_S = 20.0
 
 
-class KafkaSecurityError(ValueError):
+class KafkaSecurityError(PulseError, ValueError):
     """The security settings contradict each other or miss a value; raised before any connection."""
 
 
-class KafkaAccessError(RuntimeError):
+class KafkaAccessError(PulseError, RuntimeError):
     """The broker could not be used with these settings."""
 
 

@@ -20,6 +20,7 @@ from rich.table import Table
 
 from pulse.settings import Settings
 from sinks.client import Warehouse, redact_url
+from pulse.errors import PulseError
 
 # ClickHouse error codes worth a sentence of their own.
 UNKNOWN_TABLE = 60
@@ -27,7 +28,7 @@ UNKNOWN_DATABASE = 81
 READONLY = 164
 
 
-class QueryRefused(RuntimeError):
+class QueryRefused(PulseError, RuntimeError):
     """The query cannot run here: no store, no database or table, or a statement that would write."""
 
 

@@ -50,8 +50,10 @@ from urllib.parse import urlparse, urlunparse
 
 import orjson
 
+from pulse.errors import PulseUsageError
 from pulse.kafka_security import kafka_options
 from pulse.kafka_tools import end_offsets, wait_for_group
+from pulse.parsing import OffsetRange, parse_offsets, parse_speed, parse_time
 from pulse.progress import Tracker, interactive
 from pulse.settings import STREAM_TOPICS, Settings
 from simulators.generate import STREAM_OF_TYPE, Emitted
@@ -71,59 +73,6 @@ _GZIP_MAGIC = b"\x1f\x8b"
 
 
 # --- parsing of options ----------------------------------------------------------------------------
-
-def parse_time(text: str, name: str = "time") -> datetime:
-    """An ISO 8601 moment with a UTC offset (`Z` or `+07:00`); a time without one is ambiguous."""
-    try:
-        moment = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise ValueError(f"{name}: {text!r} is not an ISO 8601 time like 2026-01-05T00:00:00+07:00") from None
-    if moment.tzinfo is None:
-        raise ValueError(f"{name}: {text!r} has no UTC offset; write e.g. {text.strip()}+07:00 or {text.strip()}Z")
-    return moment
-
-
-def parse_speed(text: str | float | None) -> float | None:
-    """`max` (None: as fast as possible) or a positive event-time factor."""
-    if text is None or str(text).strip().lower() == "max":
-        return None
-    try:
-        factor = float(text)
-    except ValueError:
-        raise ValueError(f"--speed: {text!r} is neither `max` nor a number") from None
-    if not factor > 0:
-        raise ValueError(f"--speed must be positive, got {text}")
-    return factor
-
-
-@dataclass(frozen=True)
-class OffsetRange:
-    topic: str
-    partition: int
-    start: int
-    end: int | None  # exclusive; None = the partition's current end
-
-    def __str__(self) -> str:
-        return f"{self.topic}:{self.partition}:{self.start}-{'' if self.end is None else self.end}"
-
-
-def parse_offsets(spec: str) -> list[OffsetRange]:
-    """`topic:partition:start-end[,...]`, end exclusive; `start-` reads to the current end."""
-    ranges = []
-    for part in filter(None, (piece.strip() for piece in spec.split(","))):
-        try:
-            topic, partition, span = part.rsplit(":", 2)
-            start_text, _, end_text = span.partition("-")
-            item = OffsetRange(topic, int(partition), int(start_text), int(end_text) if end_text else None)
-        except ValueError:
-            raise ValueError(f"--from-offsets: {part!r} is not topic:partition:start-end") from None
-        if not topic or item.partition < 0 or item.start < 0 or (item.end is not None and item.end <= item.start):
-            raise ValueError(f"--from-offsets: {part!r} is not a non-empty range (end is exclusive)")
-        ranges.append(item)
-    if not ranges:
-        raise ValueError("--from-offsets: no range given")
-    return ranges
-
 
 def event_time_of(value: bytes | None) -> float | None:
     """Event time (Unix seconds) of a message value, without decoding all of it; None if it has none."""
@@ -302,9 +251,9 @@ class TopicSource:
             self.description = ",".join(str(item) for item in offsets)
         else:
             if self.since_ms is None or self.until_ms is None:
-                raise ValueError("--topic needs --since and --until")
+                raise PulseUsageError("--topic needs --since and --until")
             if self.until_ms <= self.since_ms:
-                raise ValueError("--until must be later than --since")
+                raise PulseUsageError("--until must be later than --since")
             self.identity = {"kind": "topics", "topics": sorted(set(topics)), "since_ms": self.since_ms,
                              "until_ms": self.until_ms}
             self.description = "+".join(sorted(set(topics)))
@@ -861,13 +810,13 @@ class ReplayOptions:
 def make_source(settings: Settings, options: ReplayOptions) -> Source:
     chosen = sum([options.from_file is not None, bool(options.topics), bool(options.from_offsets)])
     if chosen != 1:
-        raise ValueError("give exactly one source: --from-file, --topic (with --since/--until) or --from-offsets")
+        raise PulseUsageError("give exactly one source: --from-file, --topic (with --since/--until) or --from-offsets")
     if options.from_file is not None:
         if options.since or options.until:
-            raise ValueError("--since/--until select Kafka messages; they do not apply to --from-file")
+            raise PulseUsageError("--since/--until select Kafka messages; they do not apply to --from-file")
         return FileSource(options.from_file)
     if options.from_offsets and (options.since or options.until):
-        raise ValueError("--since/--until do not combine with --from-offsets")
+        raise PulseUsageError("--since/--until do not combine with --from-offsets")
     return TopicSource(settings.kafka_bootstrap, topics=options.topics, since=options.since, until=options.until,
                        offsets=options.from_offsets, security=kafka_options(settings))
 

@@ -11,6 +11,7 @@ from urllib.parse import urlparse
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from pulse.errors import PulseError
 
 TOPIC_PAYMENTS = "pulse.payments.vietqr"
 TOPIC_DOSSIERS = "pulse.dossiers.events"
@@ -186,7 +187,7 @@ class Settings(BaseSettings):
         return self.pii_key.get_secret_value().encode()
 
 
-class ClickHouseSettingsError(ValueError):
+class ClickHouseSettingsError(PulseError, ValueError):
     """The ClickHouse settings contradict each other or name a file that cannot be read."""
 
 

@@ -19,6 +19,7 @@ from urllib.parse import unquote, urlparse
 
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
+from schemas.errors import PulseError
 
 DEFAULT_DATABASE = "pulse"
 REQUEST_POLL_S = 0.2  # how often a holder that shares on request looks for a waiting process
@@ -36,7 +37,7 @@ def redact_url(url: str) -> str:
     return _USERINFO.sub(r"\1***@", url)
 
 
-class StoreBusy(TimeoutError):
+class StoreBusy(PulseError, TimeoutError):
     """The embedded store stayed locked by another process for longer than the allowed wait."""
 
 

@@ -15,6 +15,7 @@ from schemas.events import DeadLetter, Event, Payment
 from sinks.client import Warehouse
 from sinks.schema import migrate
 from sinks.windows import WINDOW_SPECS, window_bounds
+from schemas.errors import PulseError
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +154,7 @@ def _table_columns(client: Client, database: str, table: str) -> list[str]:
     return _COLUMNS_CACHE[key]
 
 
-class SinkUnavailable(ConnectionError):
+class SinkUnavailable(PulseError, ConnectionError):
     """The sink cannot take writes now (raised for real outages by the client, or injected for drills)."""
 
 

@@ -9,6 +9,7 @@ import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
+from pulse.errors import PulseError
 
 TimePoint = datetime | int
 
@@ -18,7 +19,7 @@ _TIME_INTERVAL = re.compile(r"\$__timeInterval\(\s*([^()]+?)\s*\)")
 _VARIABLE = re.compile(r"\$\{(?!__)(\w+)(?::(\w+))?\}|\[\[(?!__)(\w+)\]\]|\$(?!__)(\w+)")
 
 
-class UnknownVariable(KeyError):
+class UnknownVariable(PulseError, KeyError):
     def __str__(self) -> str:
         return f"the SQL uses template variable ${self.args[0]}, which was not given"
 

@@ -12,6 +12,7 @@ from urllib.parse import urlsplit, urlunsplit
 from pulse.dashboards.build import build_all
 from pulse.dashboards.model import JSON
 from pulse.errors import short_reason
+from pulse.errors import PulseError
 
 if TYPE_CHECKING:
     from grafana_client import GrafanaApi
@@ -22,7 +23,7 @@ MISSING_EXTRA = ("`pulse dashboards push` needs grafana-client, which the defaul
                  "pip install 'adoption-pulse[grafana]'")
 
 
-class GrafanaPushError(RuntimeError):
+class GrafanaPushError(PulseError, RuntimeError):
     """Grafana refused or could not be reached; `status` is the HTTP status (0 when there was no answer)."""
 
     def __init__(self, status: int, message: str) -> None:

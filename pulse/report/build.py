@@ -28,6 +28,7 @@ from pulse.report.content import (
     vneid_progress,
 )
 from schemas.provinces import UnknownProvince, code_map, provinces
+from pulse.errors import PulseError
 
 PAYMENT_CATEGORIES = {"market": "Traditional markets", "utility": "Electricity and water bills",
                       "tuition": "Tuition", "hospital": "Hospital fees", "public_fee": "Public-service fees",
@@ -40,7 +41,7 @@ VNEID_STEPS = {"registered": "Registered", "approved": "Approved", "activated": 
 TREND_KPIS = ("online_dossier_rate", "on_time_rate", "vneid_auth_rate")
 
 
-class ReportError(ValueError):
+class ReportError(PulseError, ValueError):
     """The report cannot be made: a bad request or a store without the tables it reads."""
 
 
