@@ -19,7 +19,8 @@ from rich.console import Console
 from rich.table import Table
 
 from pulse.settings import Settings
-from sinks.client import Warehouse, redact_url
+from schemas.redact import redact_url
+from sinks.client import Warehouse
 from pulse.errors import PulseError
 
 # ClickHouse error codes worth a sentence of their own.
@@ -51,7 +52,7 @@ def _require_embedded_store(warehouse: Warehouse, *, url_was_set: bool) -> None:
     # chDB creates an empty store wherever it is opened; a query must not be the thing that creates one.
     if (warehouse.chdb_path / "metadata").is_dir():
         return
-    source = (f"PULSE_CLICKHOUSE_URL is {warehouse.url}" if url_was_set
+    source = (f"PULSE_CLICKHOUSE_URL is {redact_url(warehouse.url)}" if url_was_set
               else "PULSE_CLICKHOUSE_URL is unset, so chdb://<PULSE_STATE_DIR>/clickhouse")
     raise QueryRefused(f"no ClickHouse store at {warehouse.chdb_path} ({source}): check the URL, or create "
                        "the store with `pulse migrate` or a worker")

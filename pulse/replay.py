@@ -46,7 +46,6 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
-from urllib.parse import urlparse, urlunparse
 
 import orjson
 
@@ -56,6 +55,7 @@ from pulse.kafka_tools import end_offsets, wait_for_group
 from pulse.parsing import OffsetRange, parse_offsets, parse_speed, parse_time
 from pulse.progress import Tracker, interactive
 from pulse.settings import STREAM_TOPICS, Settings
+from schemas.redact import redact_url as _redact_url
 from simulators.generate import STREAM_OF_TYPE, Emitted
 
 STREAM_OF_TOPIC = {topic: stream for stream, topic in STREAM_TOPICS.items()}
@@ -415,12 +415,8 @@ def read_partitions(bootstrap: str, ranges: dict, *, stall_timeout_s: float = ST
 # --- checkpoints -----------------------------------------------------------------------------------
 
 def redact_url(url: str) -> str:
-    """A URL without its user and password, for files and reports."""
-    parsed = urlparse(url)
-    if not (parsed.username or parsed.password):
-        return url
-    host = parsed.hostname or ""
-    return urlunparse(parsed._replace(netloc=f"{host}:{parsed.port}" if parsed.port else host))
+    """A URL as checkpoints and reports keep it: without its credentials (the shared redactor, `mask=None`)."""
+    return _redact_url(url, mask=None)
 
 
 class Checkpoint:

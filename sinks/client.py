@@ -20,21 +20,11 @@ from urllib.parse import unquote, urlparse
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 from schemas.errors import PulseError
+from schemas.redact import redact_url
 
 DEFAULT_DATABASE = "pulse"
 REQUEST_POLL_S = 0.2  # how often a holder that shares on request looks for a waiting process
 HAND_OVER_S = 0.15  # how long it then leaves the store to the waiter before leasing it again
-
-
-_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://).*@", re.DOTALL)  # greedy: up to the last @
-
-
-def redact_url(url: str) -> str:
-    """The URL with its user name and password replaced by `***`, for messages and logs.
-
-    Everything up to the last `@` is treated as credentials, so a password with an unencoded `/`, `?`,
-    `#` or `@` is hidden too (urllib would read part of it as the host, port or path)."""
-    return _USERINFO.sub(r"\1***@", url)
 
 
 class StoreBusy(PulseError, TimeoutError):

@@ -5,7 +5,7 @@ import click
 
 from pulse.cli.base import main, settings_of
 from pulse.errors import PulseError, short_reason
-from sinks.client import redact_url
+from schemas.redact import redact_url
 
 
 @main.command(expects=(ValueError,))

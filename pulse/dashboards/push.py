@@ -7,12 +7,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit, urlunsplit
 
 from pulse.dashboards.build import build_all
 from pulse.dashboards.model import JSON
-from pulse.errors import short_reason
-from pulse.errors import PulseError
+from pulse.errors import PulseError, short_reason
+from schemas.redact import redact_url
 
 if TYPE_CHECKING:
     from grafana_client import GrafanaApi
@@ -39,11 +38,8 @@ class Pushed:
 
 
 def redact(url: str) -> str:
-    """The URL without user and password, safe for messages."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+    """The Grafana base URL to show: no user, password, query or fragment (the shared redactor)."""
+    return redact_url(url, mask=None, keep_query=False)
 
 
 def _grafana_client() -> tuple[type[GrafanaApi], type[GrafanaException]]:
