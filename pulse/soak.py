@@ -33,6 +33,7 @@ from kafka import TopicPartition
 from kafka.errors import KafkaError
 
 from pulse.bench import IsolatedRun, _truth_totals
+from pulse.errors import PulseUsageError
 from pulse.kafka_tools import committed_offsets, end_offsets, wait_for_group
 from pulse.settings import Settings
 from pulse.simulate import SimulationOptions, build_generator
@@ -409,7 +410,7 @@ def _interrupt(_signum: int, _frame: object) -> None:
 def check_faults(spec: str) -> None:
     unpredicted = set(parse_faults(spec)) - PREDICTED_FAULTS
     if unpredicted:
-        raise ValueError(f"pulse soak cannot predict the outcome of {', '.join(sorted(unpredicted))}; "
+        raise PulseUsageError(f"pulse soak cannot predict the outcome of {', '.join(sorted(unpredicted))}; "
                          f"use {', '.join(sorted(PREDICTED_FAULTS))}")
 
 

@@ -27,6 +27,10 @@ REQUEST_POLL_S = 0.2  # how often a holder that shares on request looks for a wa
 HAND_OVER_S = 0.15  # how long it then leaves the store to the waiter before leasing it again
 
 
+class ClickHouseUrlError(PulseError, ValueError):
+    """A ClickHouse URL this client cannot use; the message shows it redacted."""
+
+
 class StoreBusy(PulseError, TimeoutError):
     """The embedded store stayed locked by another process for longer than the allowed wait."""
 
@@ -54,7 +58,7 @@ class Warehouse:
         if not self.embedded:
             _check_server_url(url, parsed)
         elif password is not None:
-            raise ValueError(f"ClickHouse URL {redact_url(url)}: the embedded chDB store takes no password")
+            raise ClickHouseUrlError(f"ClickHouse URL {redact_url(url)}: the embedded chDB store takes no password")
         self._password = password
         self.database = DEFAULT_DATABASE if self.embedded else (parsed.path.strip("/") or DEFAULT_DATABASE)
         self._parsed = parsed
@@ -164,14 +168,14 @@ class Warehouse:
 def _check_server_url(url: str, parsed) -> None:  # noqa: ANN001 - urllib's ParseResult
     """Reject a server URL that urllib would misread, with messages that never show its credentials."""
     if parsed.scheme not in ("http", "https"):
-        raise ValueError(f"unsupported ClickHouse URL scheme {parsed.scheme!r}: use chdb://, http:// or https://")
+        raise ClickHouseUrlError(f"unsupported ClickHouse URL scheme {parsed.scheme!r}: use chdb://, http:// or https://")
     shown = redact_url(url)
     if "@" in url and "@" not in parsed.netloc or "@" in parsed.path:
-        raise ValueError(f"ClickHouse URL {shown}: percent-encode / ? # @ in the user name and password")
+        raise ClickHouseUrlError(f"ClickHouse URL {shown}: percent-encode / ? # @ in the user name and password")
     try:
         parsed.port  # noqa: B018 - urllib checks the port when it is read
     except ValueError:
-        raise ValueError(f"ClickHouse URL {shown}: the port must be a number from 1 to 65535") from None
+        raise ClickHouseUrlError(f"ClickHouse URL {shown}: the port must be a number from 1 to 65535") from None
 
 
 def _server_client(parsed, password: str | None) -> Client:  # noqa: ANN001 - urllib's ParseResult

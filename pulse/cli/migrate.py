@@ -8,7 +8,7 @@ from pulse.errors import PulseError, short_reason
 from schemas.redact import redact_url
 
 
-@main.command(expects=(ValueError,))
+@main.command()
 @click.option("--print", "print_only", is_flag=True,
               help="Print every migration's SQL (for the configured database) instead of applying it; "
                    "connects to nothing.")

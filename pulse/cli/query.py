@@ -8,10 +8,10 @@ from pulse.cli.base import main, settings_of
 
 def _client_errors() -> tuple[type[BaseException], ...]:
     # A refused or unreachable server reaches us as clickhouse-connect's error when it is not a DatabaseError
-    # that pulse.query explains; a bad URL is the client's ValueError.
+    # that pulse.query explains.
     from clickhouse_connect.driver.exceptions import Error
 
-    return (Error, ValueError)
+    return (Error,)
 
 
 @main.command(expects=_client_errors())

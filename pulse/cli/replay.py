@@ -13,8 +13,7 @@ from pulse.cli.params import ISO_TIME, OFFSET_RANGES, SPEED
 from pulse.parsing import OffsetRange
 
 
-# Source checks (a topic that does not exist, offsets out of range) are ValueErrors of the Kafka layer.
-@main.command(expects=(ValueError,))
+@main.command()
 @click.option("--from-file", "from_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="JSONL file, one message value per line (gzip-compressed `.gz` too).")
 @click.option("--topic", "topics", multiple=True,

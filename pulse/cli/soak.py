@@ -11,8 +11,7 @@ from pulse.cli.base import main, settings_of
 from pulse.cli.params import FAULTS, POSITIVE_NUMBER
 
 
-# ValueError: faults whose outcome the soak's truth cannot predict.
-@main.command(expects=(ValueError,))
+@main.command()
 @click.option("--minutes", type=POSITIVE_NUMBER, default=10.0, show_default=True,
               help="Length of the load (0.5 = 30 s).")
 @click.option("--rate", type=POSITIVE_NUMBER, default=2000.0, show_default=True, help="Events per second, steady.")
