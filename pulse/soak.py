@@ -32,16 +32,17 @@ import psutil
 from kafka import TopicPartition
 from kafka.errors import KafkaError
 
-from pulse.bench import IsolatedRun, _truth_totals
+from pulse.bench import IsolatedRun
 from pulse.errors import PulseUsageError
 from pulse.kafka_tools import committed_offsets, end_offsets, wait_for_group
 from pulse.settings import Settings
 from pulse.simulate import SimulationOptions, build_generator
+from pulse.store import open_run_store
 from pulse.supervise import stop_process
+from pulse.window_truth import add_to_window_truth
 from simulators.faults import parse_faults
 from simulators.generate import MIN_INTENSITY, Emitted
 from simulators.output import make_producer, produce
-from sinks.client import Warehouse
 
 DEFAULT_FAULTS = ("duplicate=0.01,late=0.02,out_of_order=0.01,too_late=0.005,malformed=0.005,clock_skew=0.001,"
                   "conflicting_duplicate=0.005")
@@ -240,7 +241,7 @@ class AcceptedEvents:
         if len(self.recent_ids) > RECENT_IDS:
             self.recent_ids.popitem(last=False)
         self.count += 1
-        _truth_totals(event, self.totals)
+        add_to_window_truth(event, self.totals)
 
 
 def fault_plan(duration_s: float, kill_every_s: float, outage_every_s: float,
@@ -393,7 +394,7 @@ class Soak:
         return max(0, len({s.child_pid for s in self.samples if s.child_pid is not None}) - 1)
 
     def stored_dead_letters(self) -> Counter:
-        warehouse = Warehouse(self.run.chdb_url, keep_open=False)
+        warehouse = open_run_store(self.run.chdb_url)
         try:
             with warehouse.lease() as client:
                 rows = client.query(f"SELECT reason, count() FROM {warehouse.database}.dead_letters FINAL "

@@ -16,7 +16,7 @@ from typing import Any
 import click
 
 from pulse.errors import PulseError, PulseUsageError, short_reason
-from pulse.settings import Settings, apply_overrides, get_settings
+from pulse.settings import Settings, get_settings, with_overrides
 
 Failure = type[BaseException]
 
@@ -104,7 +104,7 @@ def main(ctx: click.Context, kafka_bootstrap: str | None, clickhouse_url: str | 
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if not verbose:
         _quiet_libraries()
-    ctx.obj = apply_overrides(kafka_bootstrap=kafka_bootstrap, clickhouse_url=clickhouse_url, state_dir=state_dir)
+    ctx.obj = with_overrides(kafka_bootstrap=kafka_bootstrap, clickhouse_url=clickhouse_url, state_dir=state_dir)
 
 
 __all__ = ["PulseCommand", "PulseGroup", "expected_failures", "main", "one_line", "settings_of", "short_reason"]

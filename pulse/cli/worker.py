@@ -39,4 +39,4 @@ def worker(ctx: click.Context, loglevel: str, no_restart: bool) -> None:
         return
 
     command = [sys.executable, "-m", "pulse.cli", "worker", "--no-restart", "--loglevel", loglevel]
-    sys.exit(Supervisor(command).run())
+    sys.exit(Supervisor(command, env=settings_of(ctx).child_env()).run())
