@@ -7,8 +7,8 @@ import os
 import subprocess
 from pathlib import Path
 
-from pulse.settings import Settings, project_root
 from pulse.errors import PulseError
+from pulse.settings import Settings, project_root
 
 RENDER_TIMEOUT_S = 30
 

@@ -22,12 +22,12 @@ from datetime import datetime, timezone
 
 from clickhouse_connect.driver.client import Client
 
+from pulse.errors import PulseUsageError
 from pulse.progress import Tracker, interactive
 from pulse.settings import Settings
 from pulse.store import open_warehouse
 from sinks.schema import migrate
 from sinks.windows import WINDOW_SPECS, WindowSpec, window_bounds
-from pulse.errors import PulseUsageError
 
 SPECS_BY_TABLE: dict[str, WindowSpec] = {spec.table: spec for spec in WINDOW_SPECS.values()}
 CHUNK_S = 3600  # recompute an hour of windows at a time

@@ -116,7 +116,7 @@ class IsolatedRun:
 
 
 class BenchRun(IsolatedRun):
-    def __init__(self, settings: Settings, options: BenchOptions, say) -> None:  # noqa: ANN001
+    def __init__(self, settings: Settings, options: BenchOptions, say) -> None:
         super().__init__(settings, "bench")
         self.options = options
         self.say = say
@@ -247,7 +247,7 @@ def _percentile(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1] if len(values) > 1 else values[0]
 
 
-def run(settings: Settings, options: BenchOptions, say=print) -> dict:  # noqa: ANN001
+def run(settings: Settings, options: BenchOptions, say=print) -> dict:
     bench = BenchRun(settings, options, say)
     say(f"bench topics {bench.prefix}* and group {bench.group} (deleted afterwards)")
     bench.create_topics()
@@ -257,7 +257,7 @@ def run(settings: Settings, options: BenchOptions, say=print) -> dict:  # noqa: 
         bench.delete_topics()
 
 
-def _measure(bench: BenchRun, options: BenchOptions, say) -> dict:  # noqa: ANN001
+def _measure(bench: BenchRun, options: BenchOptions, say) -> dict:
     settings = bench.settings
     start = bench.start_offsets()
     say(f"producing {options.events:,} events…")

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pulse.alertmanager_config import AlertmanagerConfigError, render_from_settings
+from pulse.errors import PulseError
 from pulse.kafka_security import kafka_options
 from pulse.settings import Settings, project_root
-from pulse.errors import PulseError
 
 KAFKA_VERSION = "3.9.1"
 # The broker's pom, properties template and log4j config ship inside the package (package data), so an
@@ -222,7 +222,8 @@ def prometheus_services(settings: Settings) -> list[Service]:
 
         found.append(Service("alertmanager", "127.0.0.1", 9093, alertmanager_home, lambda: [
             alertmanager, f"--config.file={rendered}",
-            f"--storage.path={alertmanager_home / 'data'}", "--web.listen-address=127.0.0.1:9093", "--cluster.listen-address=",
+            f"--storage.path={alertmanager_home / 'data'}", "--web.listen-address=127.0.0.1:9093",
+            "--cluster.listen-address=",
         ], render))
     return found
 

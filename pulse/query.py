@@ -18,10 +18,10 @@ from clickhouse_connect.driver.exceptions import DatabaseError
 from rich.console import Console
 from rich.table import Table
 
+from pulse.errors import PulseError
 from pulse.settings import Settings
 from schemas.redact import redact_url
 from sinks.client import Warehouse
-from pulse.errors import PulseError
 
 # ClickHouse error codes worth a sentence of their own.
 UNKNOWN_TABLE = 60

@@ -12,6 +12,7 @@ from urllib.parse import urlparse
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
 from pulse.errors import PulseError
 
 TOPIC_PAYMENTS = "pulse.payments.vietqr"

@@ -320,7 +320,7 @@ class Soak:
                 if self.elapsed() >= next_sample:
                     next_sample = self.elapsed() + self.options.sample_s
                     self.sample(worker)
-        except BaseException as error:  # noqa: BLE001 - reported by the main thread, which owns the verdict
+        except BaseException as error:  # reported by the main thread, which owns the verdict
             self.operator_error = error
 
     def act(self, action: str, worker: subprocess.Popen) -> bool:
@@ -485,7 +485,7 @@ def _rounded(value: float | None, digits: int) -> float | None:
     return None if value is None else round(value, digits)
 
 
-def summary_table(report: dict):  # noqa: ANN201 - rich.table.Table, imported only for the CLI
+def summary_table(report: dict):  # rich.table.Table, imported only for the CLI
     from rich.table import Table
 
     table = Table("measure", "value", title="pulse soak: " + ("[green]passed[/]" if report["passed"]

@@ -6,6 +6,7 @@ from functools import cache
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
+
 from schemas.errors import PulseError
 
 DATA_DIR = Path(__file__).parent / "data"

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import re
 import threading
 import time
 from collections.abc import Iterator
@@ -19,6 +18,7 @@ from urllib.parse import unquote, urlparse
 
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
+
 from schemas.errors import PulseError
 from schemas.redact import redact_url
 
@@ -165,7 +165,7 @@ class Warehouse:
         self._acquired_ns = time.time_ns()
 
 
-def _check_server_url(url: str, parsed) -> None:  # noqa: ANN001 - urllib's ParseResult
+def _check_server_url(url: str, parsed) -> None:  # urllib's ParseResult
     """Reject a server URL that urllib would misread, with messages that never show its credentials."""
     if parsed.scheme not in ("http", "https"):
         raise ClickHouseUrlError(f"unsupported ClickHouse URL scheme {parsed.scheme!r}: use chdb://, http:// or https://")
@@ -178,7 +178,7 @@ def _check_server_url(url: str, parsed) -> None:  # noqa: ANN001 - urllib's Pars
         raise ClickHouseUrlError(f"ClickHouse URL {shown}: the port must be a number from 1 to 65535") from None
 
 
-def _server_client(parsed, password: str | None) -> Client:  # noqa: ANN001 - urllib's ParseResult
+def _server_client(parsed, password: str | None) -> Client:  # urllib's ParseResult
     return clickhouse_connect.get_client(
         host=parsed.hostname or "127.0.0.1",
         port=parsed.port or (8443 if parsed.scheme == "https" else 8123),

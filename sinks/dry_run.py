@@ -24,7 +24,7 @@ class _DryRunTransaction:
     def stored_copies(self, stream: str, event_ids: list) -> dict:
         return {}  # a dry run keeps fingerprints only
 
-    def write(self, batch: Any) -> list[dict]:  # noqa: ANN401 - streams' Batch: sinks/ does not import streams/ at import time
+    def write(self, batch: Any) -> list[dict]:  # streams' Batch: sinks/ does not import streams/ at import time
         from streams.pipeline import (
             Progress,  # the protocol's value type; imported lazily to keep layers apart
         )

@@ -11,11 +11,11 @@ from uuid import UUID
 import orjson
 from clickhouse_connect.driver.client import Client
 
+from schemas.errors import PulseError
 from schemas.events import DeadLetter, Event, Payment
 from sinks.client import Warehouse
 from sinks.schema import migrate
 from sinks.windows import WINDOW_SPECS, window_bounds
-from schemas.errors import PulseError
 
 log = logging.getLogger(__name__)
 

@@ -9,6 +9,7 @@ import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
+
 from pulse.errors import PulseError
 
 TimePoint = datetime | int

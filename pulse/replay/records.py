@@ -8,12 +8,15 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import orjson
 
 from pulse.settings import STREAM_TOPICS
 from simulators.generate import STREAM_OF_TYPE
+
+if TYPE_CHECKING:
+    from kafka import TopicPartition
 
 STREAM_OF_TOPIC = {topic: stream for stream, topic in STREAM_TOPICS.items()}
 
@@ -62,7 +65,7 @@ def tp_key(topic: str, partition: int) -> str:
     return f"{topic}:{partition}"
 
 
-def tp_of(key: str):  # noqa: ANN202 - kafka's TopicPartition
+def tp_of(key: str) -> TopicPartition:
     from kafka import TopicPartition
 
     topic, partition = key.rsplit(":", 1)

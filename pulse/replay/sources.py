@@ -10,7 +10,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pulse.errors import PulseError, PulseUsageError
 from pulse.parsing import OffsetRange
@@ -25,6 +25,10 @@ from pulse.replay.records import (
     tp_key,
 )
 from pulse.settings import STREAM_TOPICS
+
+if TYPE_CHECKING:
+    from kafka import KafkaConsumer, TopicPartition
+    from kafka.consumer.fetcher import ConsumerRecord
 
 STALL_TIMEOUT_S = 60.0  # no message from a partition that should have more for this long: give up
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -172,7 +176,7 @@ class TopicSource:
         self.units_done = 0.0
 
     @staticmethod
-    def _check_partitions(consumer, wanted) -> None:  # noqa: ANN001
+    def _check_partitions(consumer: KafkaConsumer, wanted: Iterable[TopicPartition]) -> None:
         for tp in wanted:
             partitions = consumer.partitions_for_topic(tp.topic)
             if not partitions:
@@ -209,7 +213,7 @@ class TopicSource:
             if record is not None:
                 yield record
 
-    def _record(self, message) -> Record | None:  # noqa: ANN001 - kafka's ConsumerRecord
+    def _record(self, message: ConsumerRecord) -> Record | None:
         if self.since_ms is not None and not self.since_ms <= message.timestamp < self.until_ms:
             return None
         stream = STREAM_OF_TOPIC.get(message.topic) or stream_of_value(message.value)

@@ -6,7 +6,7 @@ import sys
 import time
 from collections import Counter, defaultdict
 from datetime import datetime, timezone
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import orjson
 
@@ -18,6 +18,9 @@ from pulse.replay.records import Record, Source, tp_key, tp_of
 from pulse.replay.sources import read_partitions
 from pulse.settings import Settings
 from sinks.dry_run import DryRunSink
+
+if TYPE_CHECKING:
+    from streams.pipeline import Sink
 
 
 class Target(Protocol):
@@ -144,7 +147,7 @@ class DirectTarget:
 
     name = "direct"
 
-    def __init__(self, settings: Settings, source: Source, *, sink=None) -> None:  # noqa: ANN001
+    def __init__(self, settings: Settings, source: Source, *, sink: Sink | None = None) -> None:
         from pulse.worker import build_pipeline, build_sink
 
         self.sink = sink if sink is not None else build_sink(settings)
@@ -195,8 +198,8 @@ class DirectTarget:
                 pid = (self.topic_of[(record.source, record.stream)], record.partition)
                 stored[pid] = max(stored.get(pid, -1), record.offset)
             checkpoint.add_sent(Counter(r.stream for r in chunk.records))
-            checkpoint.data.update(cursor=chunk.end, pending=None,
-                                   stored=[[topic, partition, offset] for (topic, partition), offset in sorted(stored.items())])
+            rows = [[topic, partition, offset] for (topic, partition), offset in sorted(stored.items())]
+            checkpoint.data.update(cursor=chunk.end, pending=None, stored=rows)
             checkpoint.save()
 
     def report(self) -> dict:

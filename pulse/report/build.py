@@ -6,6 +6,7 @@ from datetime import date, datetime, timedelta, timezone
 
 from clickhouse_connect.driver.client import Client
 
+from pulse.errors import PulseError
 from pulse.report import charts, queries
 from pulse.report.content import (
     HEADLINE_KPI,
@@ -28,7 +29,6 @@ from pulse.report.content import (
     vneid_progress,
 )
 from schemas.provinces import UnknownProvince, code_map, provinces
-from pulse.errors import PulseError
 
 PAYMENT_CATEGORIES = {"market": "Traditional markets", "utility": "Electricity and water bills",
                       "tuition": "Tuition", "hospital": "Hospital fees", "public_fee": "Public-service fees",

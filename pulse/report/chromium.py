@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
+
 from pulse.errors import PulseError
 
 CANDIDATES = ("chromium", "chromium-browser", "google-chrome", "chrome")

@@ -66,8 +66,8 @@ def test_every_project_error_derives_from_the_root_and_keeps_its_stdlib_base() -
     errors = _project_exceptions()
     assert len(errors) >= 16
     assert [cls.__name__ for cls in errors if not issubclass(cls, PulseError)] == []
-    from sinks.client import StoreBusy
-    from pulse.kafka_security import KafkaSecurityError
     from pulse.infra import InfraError
+    from pulse.kafka_security import KafkaSecurityError
+    from sinks.client import StoreBusy
     assert issubclass(StoreBusy, TimeoutError) and issubclass(KafkaSecurityError, ValueError)
     assert issubclass(InfraError, RuntimeError)
