@@ -1,8 +1,9 @@
 """The `pulse` group and the one place where failures become messages.
 
-Every command runs inside `expected_failures` (through `PulseGroup.invoke`): a `PulseError` is printed as one
-line, `Error: ...`, with exit status 2 when it is a `PulseUsageError` (bad input) and 1 otherwise (the
-world refused: a broker down, a store busy). Click's own usage errors keep click's output and exit status 2.
+Every command runs inside `expected_failures` (through `PulseGroup.invoke`): a `PulseError` is printed as
+`Error: <its message>`, with exit status 2 when it is a `PulseUsageError` (bad input) and 1 otherwise (the
+world refused: a broker down, a store busy); a library's timeout, connection or Kafka error as the first line
+of its message, exit status 1. Click's own usage errors keep click's output and exit status 2.
 Anything else is a bug and keeps its traceback. A command whose library reports bad input with a plain
 ValueError (scenario files, the simulator's options) names it in `expects=`; nothing catches `Exception`.
 """
@@ -39,11 +40,15 @@ def expected_failures(expects: tuple[Failure, ...] = ()) -> Iterator[None]:
     """Turn expected failures into click errors (one line); let everything else through with its traceback."""
     try:
         yield
-    except click.ClickException:
-        raise
+    except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+        raise  # click's own: usage errors, ctx.exit(), Ctrl-C
     except PulseUsageError as error:
-        raise click.UsageError(one_line(error)) from None
-    except (PulseError, TimeoutError, ConnectionError, *_kafka_errors(), *expects) as error:
+        raise click.UsageError(str(error)) from None
+    except PulseError as error:
+        # The project's own message, written for the user: shown whole (one line, unless it quotes a tool's
+        # output on purpose, as a failed Maven fetch does).
+        raise click.ClickException(str(error)) from None
+    except (TimeoutError, ConnectionError, *_kafka_errors(), *expects) as error:
         raise click.ClickException(one_line(error)) from None
 
 
