@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 
-from pulse.errors import PulseError, PulseUsageError, short_reason
+from pulse.errors import PulseError, PulseUsageError
 from pulse.settings import Settings, get_settings, with_overrides
 
 Failure = type[BaseException]
@@ -112,4 +112,4 @@ def main(ctx: click.Context, kafka_bootstrap: str | None, clickhouse_url: str | 
     ctx.obj = with_overrides(kafka_bootstrap=kafka_bootstrap, clickhouse_url=clickhouse_url, state_dir=state_dir)
 
 
-__all__ = ["PulseCommand", "PulseGroup", "expected_failures", "main", "one_line", "settings_of", "short_reason"]
+__all__ = ["PulseCommand", "PulseGroup", "expected_failures", "main", "one_line", "settings_of"]
