@@ -63,7 +63,8 @@ def runtime_closure() -> dict[str, str]:
         try:
             dist = distribution(requirement.name)
         except PackageNotFoundError:
-            raise SystemExit(f"{requirement.name} is required but not installed here: install the project first")
+            raise SystemExit(f"{requirement.name} is required but not installed here: install the project first") \
+                from None
         pinned[name] = dist.version
         for text in dist.requires or []:
             child = Requirement(text)

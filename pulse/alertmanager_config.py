@@ -7,12 +7,13 @@ import os
 import subprocess
 from pathlib import Path
 
+from pulse.errors import PulseError
 from pulse.settings import Settings, project_root
 
 RENDER_TIMEOUT_S = 30
 
 
-class AlertmanagerConfigError(RuntimeError):
+class AlertmanagerConfigError(PulseError, RuntimeError):
     """The receivers' settings were refused (the message names the setting, never its value)."""
 
 

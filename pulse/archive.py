@@ -18,7 +18,8 @@ from collections import Counter
 from pathlib import Path
 
 from pulse.progress import Tracker, interactive
-from pulse.replay import TopicSource, event_time_of, read_partitions
+from pulse.replay.records import event_time_of
+from pulse.replay.sources import TopicSource, read_partitions
 
 LINE_BREAKS = (b"\n", b"\r")
 REPORT_EVERY = 2000

@@ -22,6 +22,7 @@ from datetime import datetime, timezone
 
 from clickhouse_connect.driver.client import Client
 
+from pulse.errors import PulseUsageError
 from pulse.progress import Tracker, interactive
 from pulse.settings import Settings
 from pulse.store import open_warehouse
@@ -54,7 +55,7 @@ def resolve_tables(names: tuple[str, ...]) -> list[WindowSpec]:
         return list(SPECS_BY_TABLE.values())
     unknown = [name for name in names if name not in SPECS_BY_TABLE]
     if unknown:
-        raise ValueError(f"unknown window table(s) {', '.join(unknown)}; known: {', '.join(SPECS_BY_TABLE)}, all")
+        raise PulseUsageError(f"unknown window table(s) {', '.join(unknown)}; known: {', '.join(SPECS_BY_TABLE)}, all")
     return [SPECS_BY_TABLE[name] for name in dict.fromkeys(names)]
 
 
@@ -64,14 +65,14 @@ def resolve_provinces(codes: tuple[str, ...]) -> list[str]:
     try:
         return sorted({current_code(code.strip()) for code in codes})
     except UnknownProvince as error:
-        raise ValueError(str(error)) from None
+        raise PulseUsageError(str(error)) from None
 
 
 def minute_chunks(since: datetime, until: datetime) -> list[list[int]]:
     """Window starts (Unix minutes) with since <= start < until, grouped by hour."""
     low, high = since.timestamp(), until.timestamp()
     if high <= low:
-        raise ValueError("--until must be later than --since")
+        raise PulseUsageError("--until must be later than --since")
     first = int(-(-low // 60) * 60)
     grouped: dict[int, list[int]] = defaultdict(list)
     for start in range(first, int(-(-high // 60) * 60), 60):

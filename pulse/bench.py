@@ -34,9 +34,10 @@ from pulse.kafka_tools import end_offsets, wait_for_group
 from pulse import infra
 from pulse.settings import DEMO_PII_KEY, Settings
 from pulse.simulate import SimulationOptions, build_generator
+from pulse.store import open_run_store
 from pulse.supervise import die_with_parent
+from pulse.window_truth import add_to_window_truth
 from simulators.output import Pacer, make_producer
-from sinks.client import Warehouse
 
 TOTALS_SQL = {
     "payments_1m": "SELECT sum(tx_count), sum(success_count), sum(amount_vnd) FROM {db}.payments_1m FINAL",
@@ -53,19 +54,7 @@ class BenchOptions:
     keep: bool = False
 
 
-def _truth_totals(event: dict, totals: dict[str, Counter]) -> None:
-    kind = event["type"]
-    if kind == "payment":
-        ok = event["status"] == "success"
-        totals["payments_1m"].update({"tx": 1, "ok": ok, "amount": event["amount_vnd"] if ok else 0})
-    elif kind == "dossier":
-        submitted = event["stage"] == "submitted"
-        totals["dossiers_1m"].update({"online": submitted and event["channel"] == "online",
-                                      "offline": submitted and event["channel"] == "offline",
-                                      "completed": event["stage"] == "returned"})
-    else:  # windows count activated accounts only, not registrations or approvals
-        activated = event.get("step", "activated") == "activated"
-        totals["id_activations_1m"].update({"activations": activated, "level2": activated and event["level"] == 2})
+_truth_totals = add_to_window_truth  # public in pulse/window_truth.py (soak uses it too)
 
 
 class IsolatedRun:
@@ -104,7 +93,7 @@ class IsolatedRun:
     def start_worker(self, *, supervised: bool = False, extra_env: dict[str, str] | None = None) -> subprocess.Popen:
         """`pulse worker` on this run's group and store; `supervised` restarts its Faust child when it dies."""
         self.state.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, "PULSE_CONSUMER_GROUP": self.group, "PULSE_CLICKHOUSE_URL": self.chdb_url,
+        env = {**self.settings.child_env(), "PULSE_CONSUMER_GROUP": self.group, "PULSE_CLICKHOUSE_URL": self.chdb_url,
                "PULSE_TOPIC_PREFIX": self.prefix,
                "PULSE_PII_KEY": os.environ.get("PULSE_PII_KEY", DEMO_PII_KEY), "PULSE_METRICS_PORT": "0",
                "PULSE_CHDB_KEEP_OPEN": "true", **(extra_env or {})}
@@ -114,7 +103,7 @@ class IsolatedRun:
         return subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
 
     def totals_match(self) -> tuple[bool, dict]:
-        warehouse = Warehouse(self.chdb_url, keep_open=False)
+        warehouse = open_run_store(self.chdb_url)
         found = {}
         try:
             with warehouse.lease() as client:
@@ -127,7 +116,7 @@ class IsolatedRun:
 
 
 class BenchRun(IsolatedRun):
-    def __init__(self, settings: Settings, options: BenchOptions, say) -> None:  # noqa: ANN001
+    def __init__(self, settings: Settings, options: BenchOptions, say) -> None:
         super().__init__(settings, "bench")
         self.options = options
         self.say = say
@@ -258,7 +247,7 @@ def _percentile(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1] if len(values) > 1 else values[0]
 
 
-def run(settings: Settings, options: BenchOptions, say=print) -> dict:  # noqa: ANN001
+def run(settings: Settings, options: BenchOptions, say=print) -> dict:
     bench = BenchRun(settings, options, say)
     say(f"bench topics {bench.prefix}* and group {bench.group} (deleted afterwards)")
     bench.create_topics()
@@ -268,7 +257,7 @@ def run(settings: Settings, options: BenchOptions, say=print) -> dict:  # noqa: 
         bench.delete_topics()
 
 
-def _measure(bench: BenchRun, options: BenchOptions, say) -> dict:  # noqa: ANN001
+def _measure(bench: BenchRun, options: BenchOptions, say) -> dict:
     settings = bench.settings
     start = bench.start_offsets()
     say(f"producing {options.events:,} events…")

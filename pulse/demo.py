@@ -1,7 +1,6 @@
 """`pulse demo`: the whole pipeline in one command — Kafka, worker, simulator, live view, summary."""
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import threading
@@ -28,7 +27,8 @@ GROUP BY province ORDER BY qr_payments DESC LIMIT 10"""
 
 
 def start_worker(settings: Settings) -> subprocess.Popen:
-    env = {**os.environ, "PULSE_PII_KEY": os.environ.get("PULSE_PII_KEY", DEMO_PII_KEY)}
+    env = settings.child_env()
+    env.setdefault("PULSE_PII_KEY", DEMO_PII_KEY)
     log = (settings.state_dir / "worker.log").open("ab")
     return subprocess.Popen([sys.executable, "-m", "pulse.cli", "worker"], env=env, stdout=log,
                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)

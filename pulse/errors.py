@@ -1,7 +1,12 @@
-"""One-line reasons for errors that HTTP and database libraries describe at length."""
+"""The error root (`PulseError`, defined in `schemas/errors.py`, the bottom layer) and one-line reasons for
+errors that HTTP and database libraries describe at length."""
 from __future__ import annotations
 
 import re
+
+from schemas.errors import PulseError, PulseUsageError
+
+__all__ = ["PulseError", "PulseUsageError", "short_reason"]
 
 _ERRNO = re.compile(r"\[Errno -?\d+\] ([^'\")\]]+)")
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pulse.alertmanager_config import AlertmanagerConfigError, render_from_settings
+from pulse.errors import PulseError
 from pulse.kafka_security import kafka_options
 from pulse.settings import Settings, project_root
 
@@ -25,7 +26,7 @@ START_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 30.0
 
 
-class InfraError(RuntimeError):
+class InfraError(PulseError, RuntimeError):
     pass
 
 
@@ -221,7 +222,8 @@ def prometheus_services(settings: Settings) -> list[Service]:
 
         found.append(Service("alertmanager", "127.0.0.1", 9093, alertmanager_home, lambda: [
             alertmanager, f"--config.file={rendered}",
-            f"--storage.path={alertmanager_home / 'data'}", "--web.listen-address=127.0.0.1:9093", "--cluster.listen-address=",
+            f"--storage.path={alertmanager_home / 'data'}", "--web.listen-address=127.0.0.1:9093",
+            "--cluster.listen-address=",
         ], render))
     return found
 

@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from pulse.errors import PulseError
 from pulse.settings import Settings, read_secret_file
 
 SASL_PROTOCOLS = frozenset({"SASL_PLAINTEXT", "SASL_SSL"})
@@ -19,11 +20,11 @@ TLS_PROTOCOLS = frozenset({"SSL", "SASL_SSL"})
 PREFLIGHT_TIMEOUT_S = 20.0
 
 
-class KafkaSecurityError(ValueError):
+class KafkaSecurityError(PulseError, ValueError):
     """The security settings contradict each other or miss a value; raised before any connection."""
 
 
-class KafkaAccessError(RuntimeError):
+class KafkaAccessError(PulseError, RuntimeError):
     """The broker could not be used with these settings."""
 
 
@@ -181,7 +182,7 @@ async def _probe_bootstrap(bootstrap: str, security: KafkaSecurity, deadline: fl
         except refused_login as error:
             raise KafkaLoginRefused(f"Kafka authentication failed for {security.describe(address)}: "
                                    f"{_without(security.password, error)}") from None
-        except (OSError, asyncio.TimeoutError, errors.KafkaError) as error:
+        except (TimeoutError, OSError, errors.KafkaError) as error:
             tls_error = _tls_cause(error)
             if tls_error is not None:
                 raise KafkaLoginRefused(f"TLS handshake with Kafka failed for {security.describe(address)}: "

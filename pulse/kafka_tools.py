@@ -8,7 +8,6 @@ from typing import Any
 from kafka import KafkaConsumer, TopicPartition
 from kafka.admin import KafkaAdminClient
 
-
 # `security` in these helpers: kafka-python options from pulse.kafka_security.kafka_options(settings).
 
 

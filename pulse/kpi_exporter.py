@@ -79,7 +79,7 @@ class KpiCollector(Collector):
         try:
             self.rows = read_attainment(settings, now or datetime.now(timezone.utc))
             self.last_success = time.time()
-        except Exception:  # noqa: BLE001 - a store briefly busy or down must not stop the exporter
+        except Exception:  # a store briefly busy or down must not stop the exporter
             log.exception("reading kpi_daily failed; serving the previous values")
 
 

@@ -6,6 +6,7 @@ recorded in `schema_migrations` is never run again.
 """
 from __future__ import annotations
 
+from pulse.errors import PulseError
 from pulse.settings import Settings
 from pulse.store import open_warehouse
 from sinks.client import Warehouse
@@ -13,7 +14,7 @@ from sinks.cluster import cluster_bootstrap_statements, cluster_migrations
 from sinks.schema import bootstrap_statements, migrate, migration_statements
 
 
-class ClusterOnEmbeddedStore(ValueError):
+class ClusterOnEmbeddedStore(PulseError, ValueError):
     """`--cluster` asked of the embedded chDB store, which is one node and has no cluster."""
 
 

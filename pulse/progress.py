@@ -39,7 +39,7 @@ class Tracker:
     """
 
     def __init__(self, description: str, total: float | None, *, enabled: bool, unit: str = "events",
-                 console=None) -> None:  # noqa: ANN001 - a rich Console; stderr when None
+                 console=None) -> None:  # a rich Console; stderr when None
         self.description = description
         self.console = console
         self.total = total

@@ -18,8 +18,10 @@ from clickhouse_connect.driver.exceptions import DatabaseError
 from rich.console import Console
 from rich.table import Table
 
+from pulse.errors import PulseError
 from pulse.settings import Settings
-from sinks.client import Warehouse, redact_url
+from schemas.redact import redact_url
+from sinks.client import Warehouse
 
 # ClickHouse error codes worth a sentence of their own.
 UNKNOWN_TABLE = 60
@@ -27,7 +29,7 @@ UNKNOWN_DATABASE = 81
 READONLY = 164
 
 
-class QueryRefused(RuntimeError):
+class QueryRefused(PulseError, RuntimeError):
     """The query cannot run here: no store, no database or table, or a statement that would write."""
 
 
@@ -50,7 +52,7 @@ def _require_embedded_store(warehouse: Warehouse, *, url_was_set: bool) -> None:
     # chDB creates an empty store wherever it is opened; a query must not be the thing that creates one.
     if (warehouse.chdb_path / "metadata").is_dir():
         return
-    source = (f"PULSE_CLICKHOUSE_URL is {warehouse.url}" if url_was_set
+    source = (f"PULSE_CLICKHOUSE_URL is {redact_url(warehouse.url)}" if url_was_set
               else "PULSE_CLICKHOUSE_URL is unset, so chdb://<PULSE_STATE_DIR>/clickhouse")
     raise QueryRefused(f"no ClickHouse store at {warehouse.chdb_path} ({source}): check the URL, or create "
                        "the store with `pulse migrate` or a worker")

@@ -47,11 +47,11 @@ class LagSampler(threading.Thread):
         committed = committed_offsets(bootstrap, self.bench.group, security)
         return sum(max(0, end - committed.get(tp, 0)) for tp, end in ends.items())
 
-    def run(self) -> None:  # noqa: D102 - threading.Thread
+    def run(self) -> None:
         while not self.stop.wait(SAMPLE_S):
             try:
                 self.samples.append((round(time.monotonic() - self.started_at, 1), self.lag()))
-            except Exception:  # noqa: BLE001 - a sample lost to a broker hiccup is not a failed run
+            except Exception:
                 continue
 
 
@@ -65,7 +65,7 @@ def _start_cluster(settings: Settings) -> tuple[Settings, list[kafka_cluster.Bro
 
 
 def measure(settings: Settings, *, minutes: float, rate: float, workers: int, drain_timeout_s: float = 900,
-            say=print) -> dict:  # noqa: ANN001
+            say=print) -> dict:
     run = BenchRun(settings, BenchOptions(rate=rate, freshness_s=minutes * 60), say)
     run.start_offsets()
     windows_from = end_offsets(settings.kafka_bootstrap, [TOPIC_WINDOWS], run.security)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -11,6 +12,8 @@ from urllib.parse import urlparse
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from pulse.errors import PulseError
 
 TOPIC_PAYMENTS = "pulse.payments.vietqr"
 TOPIC_DOSSIERS = "pulse.dossiers.events"
@@ -177,6 +180,21 @@ class Settings(BaseSettings):
         """What `pulse query` connects with: PULSE_CLICKHOUSE_QUERY_URL when set, else clickhouse_connection()."""
         return (self.clickhouse_query_url, None) if self.clickhouse_query_url else self.clickhouse_connection()
 
+    def child_env(self, base: Mapping[str, str] | None = None) -> dict[str, str]:
+        """The environment block for a child `pulse` process (the supervised worker, demo's and bench's workers).
+
+        `base` (default: this process's environment) with `PULSE_<FIELD>` written for every field this Settings
+        was given, from the environment or from a CLI flag (`--kafka-bootstrap`, `--clickhouse-url`,
+        `--state-dir`), so the child builds the same Settings. Secrets are included: the child needs them, and
+        an environment, unlike a command line, is readable only by the same user. Fields left at their default
+        are not written; the child computes the same default."""
+        env = dict(os.environ if base is None else base)
+        for name in sorted(self.model_fields_set):
+            value = getattr(self, name)
+            if value is not None:
+                env[f"PULSE_{name.upper()}"] = _env_text(value)
+        return env
+
     def require_pii_key(self) -> bytes:
         if self.pii_key is None:
             raise RuntimeError(
@@ -186,7 +204,7 @@ class Settings(BaseSettings):
         return self.pii_key.get_secret_value().encode()
 
 
-class ClickHouseSettingsError(ValueError):
+class ClickHouseSettingsError(PulseError, ValueError):
     """The ClickHouse settings contradict each other or name a file that cannot be read."""
 
 
@@ -200,10 +218,17 @@ def get_settings() -> Settings:
     return Settings()
 
 
-def apply_overrides(**overrides: object) -> Settings:
-    """Settings with CLI flags (non-None values) laid over the environment."""
-    for name, value in overrides.items():
-        if value is not None:
-            os.environ[f"PULSE_{name.upper()}"] = str(value)
-    get_settings.cache_clear()
-    return get_settings()
+def with_overrides(**overrides: object) -> Settings:
+    """Settings from the environment with CLI flags (the non-None values) laid over it. The process environment is
+    left as it is: a child process gets the flags through `Settings.child_env()`."""
+    given = {name: value for name, value in overrides.items() if value is not None}
+    return Settings(**given) if given else get_settings()
+
+
+def _env_text(value: object) -> str:
+    """A settings value as its PULSE_ variable spells it (what pydantic-settings reads back to the same value)."""
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)

@@ -10,6 +10,7 @@ from pathlib import Path
 from prometheus_client import Counter, start_http_server
 
 from pulse.kafka_security import check_kafka_access, kafka_options
+from pulse.parsing import parse_time
 from pulse.settings import DEMO_PII_KEY, Settings
 from simulators import scenario as scenarios
 from simulators.faults import FaultPlan, parse_faults
@@ -78,14 +79,5 @@ def run(options: SimulationOptions, settings: Settings) -> dict[str, object]:
 
 
 def parse_start(text: str | None) -> datetime | None:
-    if text is None:
-        return None
-    if text == "now":
-        return datetime.now(timezone.utc)
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise ValueError(f"{text!r} is not an ISO 8601 time (e.g. 2026-01-05T07:00:00+07:00) or `now`") from None
-    if moment.tzinfo is None:
-        raise ValueError(f"{text!r} needs a UTC offset, e.g. 2026-01-05T07:00:00+07:00")
-    return moment
+    """`--start`: an ISO 8601 time with a UTC offset, or `now`; None when not given."""
+    return None if text is None else parse_time(text, allow_now=True)

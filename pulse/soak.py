@@ -32,15 +32,17 @@ import psutil
 from kafka import TopicPartition
 from kafka.errors import KafkaError
 
-from pulse.bench import IsolatedRun, _truth_totals
+from pulse.bench import IsolatedRun
+from pulse.errors import PulseUsageError
 from pulse.kafka_tools import committed_offsets, end_offsets, wait_for_group
 from pulse.settings import Settings
 from pulse.simulate import SimulationOptions, build_generator
+from pulse.store import open_run_store
 from pulse.supervise import stop_process
+from pulse.window_truth import add_to_window_truth
 from simulators.faults import parse_faults
 from simulators.generate import MIN_INTENSITY, Emitted
 from simulators.output import make_producer, produce
-from sinks.client import Warehouse
 
 DEFAULT_FAULTS = ("duplicate=0.01,late=0.02,out_of_order=0.01,too_late=0.005,malformed=0.005,clock_skew=0.001,"
                   "conflicting_duplicate=0.005")
@@ -239,7 +241,7 @@ class AcceptedEvents:
         if len(self.recent_ids) > RECENT_IDS:
             self.recent_ids.popitem(last=False)
         self.count += 1
-        _truth_totals(event, self.totals)
+        add_to_window_truth(event, self.totals)
 
 
 def fault_plan(duration_s: float, kill_every_s: float, outage_every_s: float,
@@ -318,7 +320,7 @@ class Soak:
                 if self.elapsed() >= next_sample:
                     next_sample = self.elapsed() + self.options.sample_s
                     self.sample(worker)
-        except BaseException as error:  # noqa: BLE001 - reported by the main thread, which owns the verdict
+        except BaseException as error:  # reported by the main thread, which owns the verdict
             self.operator_error = error
 
     def act(self, action: str, worker: subprocess.Popen) -> bool:
@@ -392,7 +394,7 @@ class Soak:
         return max(0, len({s.child_pid for s in self.samples if s.child_pid is not None}) - 1)
 
     def stored_dead_letters(self) -> Counter:
-        warehouse = Warehouse(self.run.chdb_url, keep_open=False)
+        warehouse = open_run_store(self.run.chdb_url)
         try:
             with warehouse.lease() as client:
                 rows = client.query(f"SELECT reason, count() FROM {warehouse.database}.dead_letters FINAL "
@@ -409,7 +411,7 @@ def _interrupt(_signum: int, _frame: object) -> None:
 def check_faults(spec: str) -> None:
     unpredicted = set(parse_faults(spec)) - PREDICTED_FAULTS
     if unpredicted:
-        raise ValueError(f"pulse soak cannot predict the outcome of {', '.join(sorted(unpredicted))}; "
+        raise PulseUsageError(f"pulse soak cannot predict the outcome of {', '.join(sorted(unpredicted))}; "
                          f"use {', '.join(sorted(PREDICTED_FAULTS))}")
 
 
@@ -483,7 +485,7 @@ def _rounded(value: float | None, digits: int) -> float | None:
     return None if value is None else round(value, digits)
 
 
-def summary_table(report: dict):  # noqa: ANN201 - rich.table.Table, imported only for the CLI
+def summary_table(report: dict):  # rich.table.Table, imported only for the CLI
     from rich.table import Table
 
     table = Table("measure", "value", title="pulse soak: " + ("[green]passed[/]" if report["passed"]

@@ -12,7 +12,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +45,10 @@ def stop_process(process: subprocess.Popen, timeout_s: float = 60.0) -> int:
 
 
 class Supervisor:
-    def __init__(self, command: Sequence[str]) -> None:
+    def __init__(self, command: Sequence[str], env: Mapping[str, str] | None = None) -> None:
+        """`env`: the child's whole environment (`Settings.child_env()`); None: this process's."""
         self.command = list(command)
+        self.env = None if env is None else dict(env)
         self.child: subprocess.Popen | None = None
         self.stopping = False
 
@@ -61,7 +63,7 @@ class Supervisor:
         failures = 0
         while True:
             started = time.monotonic()
-            self.child = subprocess.Popen(self.command, preexec_fn=die_with_parent)
+            self.child = subprocess.Popen(self.command, env=self.env, preexec_fn=die_with_parent)
             code = self._wait_child()
             if self.stopping:
                 # A child stopped before it installed its handlers dies of the signal: nothing was in flight.

@@ -26,7 +26,7 @@ def _load(path: Path = BANKS_CSV) -> dict[str, Bank]:
 BANKS: dict[str, Bank] = _load()
 
 
-def bank(bin: str) -> Bank:  # noqa: A002 - "bin" is the domain term; the builtin is not needed here
+def bank(bin: str) -> Bank:  # "bin" is the domain term; the builtin is not needed here
     """The bank with this 6-digit BIN; KeyError when the BIN is not in banks.csv."""
     try:
         return BANKS[bin]

@@ -11,7 +11,7 @@ from bisect import bisect_left, bisect_right
 from datetime import datetime, timezone
 from functools import lru_cache
 from itertools import accumulate
-from typing import Annotated, Literal, NamedTuple, Union
+from typing import Annotated, Literal, NamedTuple
 from uuid import UUID
 
 from pydantic import (
@@ -152,7 +152,7 @@ class IdActivation(Event):
 # Stream name -> the event model its topic carries.
 EVENT_MODELS: dict[str, type[Event]] = {"payments": Payment, "dossiers": DossierEvent, "identity": IdActivation}
 
-AnyEvent = Annotated[Union[Payment, DossierEvent, IdActivation], Field(discriminator="type")]
+AnyEvent = Annotated[Payment | DossierEvent | IdActivation, Field(discriminator="type")]
 ANY_EVENT = TypeAdapter(AnyEvent)
 
 
@@ -164,9 +164,9 @@ ANY_EVENT = TypeAdapter(AnyEvent)
 #   - kept: UUIDs, and lower-case hex digests (32, 40, 64 or 128 characters with a letter a-f, such
 #     as citizen_ref);
 #   - in a VietQR payload (it starts 000201 010211 or 000201 010212 and has tag 38 with the NAPAS GUID):
-#     the account or card number (tag 38/01/01) keeps its last four characters, as payments.payee_account_masked does (none when the
-#     payload is cut short); the TLV headers, the GUID and the BIN are kept; every other value is
-#     masked as below;
+#     the account or card number (tag 38/01/01) keeps its last four characters, as
+#     payments.payee_account_masked does (none when the payload is cut short); the TLV headers, the GUID
+#     and the BIN are kept; every other value is masked as below;
 #   - everywhere else, every run of 9 or more digits (any script) becomes as many `*`: citizen numbers
 #     (12 digits), account and card numbers, phone numbers with a country code. Shorter numbers (BINs,
 #     amounts below 100 million VND, dates, counts) are kept;

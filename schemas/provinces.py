@@ -7,6 +7,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
+from schemas.errors import PulseError
+
 DATA_DIR = Path(__file__).parent / "data"
 
 
@@ -22,7 +24,7 @@ class Province(BaseModel):
     legacy_codes: tuple[str, ...]
 
 
-class UnknownProvince(KeyError):
+class UnknownProvince(PulseError, KeyError):
     """A province code that is neither a current nor a legacy code."""
 
     def __str__(self) -> str:

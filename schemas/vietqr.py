@@ -17,6 +17,7 @@ from typing import Any, Literal, NoReturn
 from pydantic import BaseModel
 
 from schemas.banks import BANKS
+from schemas.errors import PulseError
 
 NAPAS_GUID = "A000000727"
 MAX_PAYLOAD_BYTES = 512  # EMVCo MPM limit; also bounds the work done on hostile input
@@ -77,7 +78,7 @@ _ADDITIONAL_FIELDS: dict[bytes, str] = {
 }
 
 
-class VietQRError(ValueError):
+class VietQRError(PulseError, ValueError):
     """An invalid VietQR payload (decode) or invalid input (encode).
 
     reason: short machine code (bad_crc, truncated, missing_tag, unknown_bank, ...);

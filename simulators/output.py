@@ -9,6 +9,7 @@ from pathlib import Path
 from kafka import KafkaProducer
 from kafka.errors import KafkaTimeoutError
 
+from schemas.errors import PulseError
 from simulators.generate import Emitted
 
 
@@ -53,7 +54,7 @@ class Pacer:
 FLUSH_TIMEOUT_S = 60
 
 
-class DeliveryFailed(RuntimeError):
+class DeliveryFailed(PulseError, RuntimeError):
     """Kafka did not acknowledge some messages (brokers down, too few in-sync replicas): they may be missing."""
 
 

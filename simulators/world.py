@@ -39,7 +39,7 @@ class Procedure:
 
 
 class World:
-    def __init__(self, scenario: dict, rng: random.Random, encode_qr) -> None:  # noqa: ANN001
+    def __init__(self, scenario: dict, rng: random.Random, encode_qr) -> None:
         self.scenario = scenario
         units = provinces()
         self.codes = list(units)
@@ -69,7 +69,7 @@ class World:
         self.full_process = offered_full_process()
         self.payees = self._payees(rng)
 
-    def _merchants(self, rng: random.Random, encode_qr) -> dict[str, list[Merchant]]:  # noqa: ANN001
+    def _merchants(self, rng: random.Random, encode_qr) -> dict[str, list[Merchant]]:
         pay = self.scenario["payments"]
         by_province: dict[str, list[Merchant]] = {}
         digits = "0123456789"

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import re
 import threading
 import time
 from collections.abc import Iterator
@@ -20,23 +19,19 @@ from urllib.parse import unquote, urlparse
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 
+from schemas.errors import PulseError
+from schemas.redact import redact_url
+
 DEFAULT_DATABASE = "pulse"
 REQUEST_POLL_S = 0.2  # how often a holder that shares on request looks for a waiting process
 HAND_OVER_S = 0.15  # how long it then leaves the store to the waiter before leasing it again
 
 
-_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://).*@", re.DOTALL)  # greedy: up to the last @
+class ClickHouseUrlError(PulseError, ValueError):
+    """A ClickHouse URL this client cannot use; the message shows it redacted."""
 
 
-def redact_url(url: str) -> str:
-    """The URL with its user name and password replaced by `***`, for messages and logs.
-
-    Everything up to the last `@` is treated as credentials, so a password with an unencoded `/`, `?`,
-    `#` or `@` is hidden too (urllib would read part of it as the host, port or path)."""
-    return _USERINFO.sub(r"\1***@", url)
-
-
-class StoreBusy(TimeoutError):
+class StoreBusy(PulseError, TimeoutError):
     """The embedded store stayed locked by another process for longer than the allowed wait."""
 
 
@@ -63,7 +58,7 @@ class Warehouse:
         if not self.embedded:
             _check_server_url(url, parsed)
         elif password is not None:
-            raise ValueError(f"ClickHouse URL {redact_url(url)}: the embedded chDB store takes no password")
+            raise ClickHouseUrlError(f"ClickHouse URL {redact_url(url)}: the embedded chDB store takes no password")
         self._password = password
         self.database = DEFAULT_DATABASE if self.embedded else (parsed.path.strip("/") or DEFAULT_DATABASE)
         self._parsed = parsed
@@ -170,20 +165,20 @@ class Warehouse:
         self._acquired_ns = time.time_ns()
 
 
-def _check_server_url(url: str, parsed) -> None:  # noqa: ANN001 - urllib's ParseResult
+def _check_server_url(url: str, parsed) -> None:  # urllib's ParseResult
     """Reject a server URL that urllib would misread, with messages that never show its credentials."""
     if parsed.scheme not in ("http", "https"):
-        raise ValueError(f"unsupported ClickHouse URL scheme {parsed.scheme!r}: use chdb://, http:// or https://")
+        raise ClickHouseUrlError(f"unsupported ClickHouse URL scheme {parsed.scheme!r}: use chdb://, http:// or https://")
     shown = redact_url(url)
     if "@" in url and "@" not in parsed.netloc or "@" in parsed.path:
-        raise ValueError(f"ClickHouse URL {shown}: percent-encode / ? # @ in the user name and password")
+        raise ClickHouseUrlError(f"ClickHouse URL {shown}: percent-encode / ? # @ in the user name and password")
     try:
         parsed.port  # noqa: B018 - urllib checks the port when it is read
     except ValueError:
-        raise ValueError(f"ClickHouse URL {shown}: the port must be a number from 1 to 65535") from None
+        raise ClickHouseUrlError(f"ClickHouse URL {shown}: the port must be a number from 1 to 65535") from None
 
 
-def _server_client(parsed, password: str | None) -> Client:  # noqa: ANN001 - urllib's ParseResult
+def _server_client(parsed, password: str | None) -> Client:  # urllib's ParseResult
     return clickhouse_connect.get_client(
         host=parsed.hostname or "127.0.0.1",
         port=parsed.port or (8443 if parsed.scheme == "https" else 8123),

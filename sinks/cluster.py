@@ -27,6 +27,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from schemas.errors import PulseError
 from sinks.schema import LEDGER_DDL, _statements, migration_files
 
 LOCAL_SUFFIX = "_local"
@@ -59,7 +60,7 @@ _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _NAME = r"(?P<name>[A-Za-z_][\w]*\.[A-Za-z_][\w]*|[A-Za-z_][\w]*)"
 
 
-class ClusterRenderError(ValueError):
+class ClusterRenderError(PulseError, ValueError):
     """A migration statement that the cluster renderer cannot place correctly."""
 
 
@@ -345,7 +346,7 @@ def _insert_at(text: str, position: int, addition: str) -> str:
     return text[:position] + addition + text[position:]
 
 
-def _scan(text: str):  # noqa: ANN202 - yields (index, char, depth) outside quotes
+def _scan(text: str):
     """Characters outside quoted strings and identifiers, with their parenthesis depth."""
     depth, index, quote = 0, 0, ""
     while index < len(text):

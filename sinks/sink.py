@@ -11,6 +11,7 @@ from uuid import UUID
 import orjson
 from clickhouse_connect.driver.client import Client
 
+from schemas.errors import PulseError
 from schemas.events import DeadLetter, Event, Payment
 from sinks.client import Warehouse
 from sinks.schema import migrate
@@ -153,7 +154,7 @@ def _table_columns(client: Client, database: str, table: str) -> list[str]:
     return _COLUMNS_CACHE[key]
 
 
-class SinkUnavailable(ConnectionError):
+class SinkUnavailable(PulseError, ConnectionError):
     """The sink cannot take writes now (raised for real outages by the client, or injected for drills)."""
 
 

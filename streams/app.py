@@ -119,7 +119,7 @@ class Ingest:
             except asyncio.CancelledError:
                 await asyncio.wait({flush}, timeout=self.config.retry_max_s)  # finish a flush in flight
                 raise
-            except Exception as error:  # noqa: BLE001 - any sink failure is retried, never fatal
+            except Exception as error:  # any sink failure is retried, never fatal
                 metrics.SINK_FAILURES.inc()
                 if self.app.should_stop:
                     # Asked to stop while the sink is down: the batch is not stored and must not be

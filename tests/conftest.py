@@ -1,4 +1,5 @@
-"""Session fixtures that start real services once: an Apache Kafka broker on its own port and state."""
+"""Session fixtures that start real services once (an Apache Kafka broker on its own port and state), and the
+cost markers: every test is `integration` (it needs a broker), `slow` (marked so) or `unit` (neither)."""
 from __future__ import annotations
 
 import os
@@ -12,6 +13,18 @@ from pulse.settings import Settings
 from tests.support.services import PulseEnv, WorkerProcess, free_tcp_port
 
 TEST_KAFKA_PORT = int(os.environ.get("PULSE_TEST_KAFKA_PORT", "19092"))
+# Fixtures that start or use a Kafka broker; a test that asks for one, directly or through another fixture, is
+# an integration test. tests/pulse/test_kafka_security.py starts its own secured broker (`secured_broker`).
+BROKER_FIXTURES = frozenset({"kafka_settings", "pulse_env", "secured_broker"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test by what it costs, from the fixtures it uses (`pytest -m unit` needs no broker)."""
+    for item in items:
+        if BROKER_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)
+        if item.get_closest_marker("integration") is None and item.get_closest_marker("slow") is None:
+            item.add_marker(pytest.mark.unit)
 
 
 @pytest.fixture(scope="session")

@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-import atheris  # noqa: E402
+import atheris  # noqa: E402 - after the sys.path line above, so the instrumented imports are the checkout's
 
 with atheris.instrument_imports(include=["streams", "schemas"]):
     from schemas.events import DossierEvent, IdActivation, Payment, mask_personal_data

@@ -12,9 +12,9 @@ from pulse.dashboards.model import (
     JSON,
     Column,
     Step,
-    bucket,
     banks_table,
     barchart,
+    bucket,
     dashboard,
     per_minute,
     piechart,
@@ -22,8 +22,8 @@ from pulse.dashboards.model import (
     prom_timeseries,
     province_variable,
     provinces_table,
-    raw_source,
     ratio,
+    raw_source,
     region_variable,
     select,
     stat,
@@ -565,7 +565,8 @@ def _attainment() -> JSON:
                         f"AND t.year = k.year\nINNER JOIN {provinces_table()} AS p ON p.code = k.province_code"
                         "\nORDER BY kpi, attainment, code")
     columns = [Column("kpi", "Chỉ số / KPI"), Column("code", "Mã / Code"), Column("province", "Tỉnh / Province"),
-               Column("value", "Đạt / Value", PERCENT, None, 1), Column("target", "Mục tiêu / Target", PERCENT, None, 0),
+               Column("value", "Đạt / Value", PERCENT, None, 1),
+               Column("target", "Mục tiêu / Target", PERCENT, None, 0),
                Column("attainment", "Mức đạt / Attainment", PERCENT, ATTAINMENT_STEPS, 0),
                Column("source", "Nguồn / Source")]
     return table("Mức đạt mục tiêu / Target attainment", sql, columns,
@@ -585,7 +586,8 @@ def kpis() -> JSON:
                        select(daily_items, f"FROM pulse.kpi_daily\nWHERE {LOCAL_DAYS} AND "
                                            "province_code IN (${province:singlequote})\nGROUP BY time\nORDER BY time"),
                        [Column(kpi, label) for kpi, label in DAILY_KPIS], unit=PERCENT, size=(18, 8),
-                       description="Daily KPIs of pulse.kpi_daily (days in Asia/Ho_Chi_Minh), selected provinces together.")
+                       description="Daily KPIs of pulse.kpi_daily (days in Asia/Ho_Chi_Minh), "
+                                   "selected provinces together.")
     return dashboard(
         "pulse-kpis", "Chỉ số, mục tiêu, xếp hạng / KPIs, targets and ranking",
         description="Daily adoption KPIs, attainment of provincial and national targets, and the Decision 766 "

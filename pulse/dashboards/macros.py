@@ -10,6 +10,8 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 
+from pulse.errors import PulseError
+
 TimePoint = datetime | int
 
 _TIME_FILTER = re.compile(r"\$__timeFilter\(\s*([^()]+?)\s*\)")
@@ -18,7 +20,7 @@ _TIME_INTERVAL = re.compile(r"\$__timeInterval\(\s*([^()]+?)\s*\)")
 _VARIABLE = re.compile(r"\$\{(?!__)(\w+)(?::(\w+))?\}|\[\[(?!__)(\w+)\]\]|\$(?!__)(\w+)")
 
 
-class UnknownVariable(KeyError):
+class UnknownVariable(PulseError, KeyError):
     def __str__(self) -> str:
         return f"the SQL uses template variable ${self.args[0]}, which was not given"
 

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit, urlunsplit
 
 from pulse.dashboards.build import build_all
 from pulse.dashboards.model import JSON
-from pulse.errors import short_reason
+from pulse.errors import PulseError, short_reason
+from schemas.redact import redact_url
 
 if TYPE_CHECKING:
     from grafana_client import GrafanaApi
@@ -22,7 +22,7 @@ MISSING_EXTRA = ("`pulse dashboards push` needs grafana-client, which the defaul
                  "pip install 'adoption-pulse[grafana]'")
 
 
-class GrafanaPushError(RuntimeError):
+class GrafanaPushError(PulseError, RuntimeError):
     """Grafana refused or could not be reached; `status` is the HTTP status (0 when there was no answer)."""
 
     def __init__(self, status: int, message: str) -> None:
@@ -38,11 +38,8 @@ class Pushed:
 
 
 def redact(url: str) -> str:
-    """The URL without user and password, safe for messages."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+    """The Grafana base URL to show: no user, password, query or fragment (the shared redactor)."""
+    return redact_url(url, mask=None, keep_query=False)
 
 
 def _grafana_client() -> tuple[type[GrafanaApi], type[GrafanaException]]:

@@ -6,6 +6,7 @@ from datetime import date, datetime, timedelta, timezone
 
 from clickhouse_connect.driver.client import Client
 
+from pulse.errors import PulseError
 from pulse.report import charts, queries
 from pulse.report.content import (
     HEADLINE_KPI,
@@ -40,7 +41,7 @@ VNEID_STEPS = {"registered": "Registered", "approved": "Approved", "activated": 
 TREND_KPIS = ("online_dossier_rate", "on_time_rate", "vneid_auth_rate")
 
 
-class ReportError(ValueError):
+class ReportError(PulseError, ValueError):
     """The report cannot be made: a bad request or a store without the tables it reads."""
 
 

@@ -165,7 +165,7 @@ def _rate_floor(values: Sequence[float]) -> float:
     return max(0.0, (int(min(values, default=0.0) * 10) - 1) / 10)
 
 
-def _day_axis(axes, days: Sequence[date]) -> None:  # noqa: ANN001 - matplotlib Axes
+def _day_axis(axes, days: Sequence[date]) -> None:  # matplotlib Axes
     step = max(1, len(days) // 8)
     ticks = list(days)[::step]
     axes.set_xticks(ticks, [day.strftime("%d/%m") for day in ticks])

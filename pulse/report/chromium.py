@@ -10,11 +10,13 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from pulse.errors import PulseError
+
 CANDIDATES = ("chromium", "chromium-browser", "google-chrome", "chrome")
 TIMEOUT_S = 120
 
 
-class ChromiumMissing(RuntimeError):
+class ChromiumMissing(PulseError, RuntimeError):
     """No Chromium on PATH (Debian: `apt-get install chromium`; `deploy/setup.sh` installs it)."""
 
 

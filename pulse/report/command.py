@@ -49,7 +49,7 @@ def make_report(settings: Settings, request: ReportRequest, out: Path,
 @click.option("--pdf", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also print it to this PDF (needs Debian's chromium).")
 @click.pass_context
-def report(ctx: click.Context, first, last, province: str | None, out: Path, pdf: Path | None) -> None:  # noqa: ANN001
+def report(ctx: click.Context, first, last, province: str | None, out: Path, pdf: Path | None) -> None:
     """The adoption report as one self-contained HTML page (charts inline, nothing fetched), optionally a PDF."""
     from pulse.report.build import ReportError, ReportRequest
     from pulse.report.chromium import ChromiumMissing

@@ -21,8 +21,8 @@ import math
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from kafka import KafkaProducer
@@ -131,7 +131,7 @@ class MalformedBurst:
     def _run(self) -> None:
         try:
             producer = KafkaProducer(bootstrap_servers=self.bootstrap, acks=1, linger_ms=5)
-        except BaseException as error:  # noqa: BLE001 (reported by check())
+        except BaseException as error:  # reported by check()
             self.error = error
             return
         try:
@@ -145,7 +145,7 @@ class MalformedBurst:
                 if ahead > 0:
                     self._stop.wait(ahead)
             producer.flush(timeout=10)
-        except BaseException as error:  # noqa: BLE001
+        except BaseException as error:
             self.error = error
         finally:
             producer.close(timeout=10)
@@ -180,11 +180,11 @@ def diagnostics(prometheus: Prometheus, worker: WorkerProcess, alertmanager: Ale
         parts.append(f"{ALERT} in Prometheus: {prometheus.alerts(ALERT)}")
         parts.append(f"all alerts in Prometheus: {[a['labels'] for a in prometheus.api('alerts')['alerts']]}")
         parts.append(f"targets: {prometheus.targets(WORKER_JOB)}")
-    except Exception as error:  # noqa: BLE001 (diagnostics only)
+    except Exception as error:  # diagnostics only
         parts.append(f"(Prometheus API failed: {error!r})")
     try:
         parts.append(f"Alertmanager alerts: {alertmanager.alerts()}")
-    except Exception as error:  # noqa: BLE001
+    except Exception as error:
         parts.append(f"(Alertmanager API failed: {error!r})")
     parts.append(f"webhook payloads: {json.dumps(webhook.received())[-3000:]}")
     if webhook.errors:

@@ -332,7 +332,7 @@ def test_bind_mounts_exist_in_the_repo_and_are_read_only(services):
 def test_named_volumes_are_declared(compose, services):
     declared = set(compose.get("volumes") or {})
     for name, svc in services.items():
-        for kind, source, target, _ in volume_specs(svc):
+        for kind, source, _target, _ in volume_specs(svc):
             if kind == "volume" and source:
                 assert source in declared, f"{name}: volume {source} is not declared under volumes:"
 

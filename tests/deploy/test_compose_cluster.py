@@ -104,7 +104,7 @@ def test_images_match_the_single_node_compose_file(services: dict) -> None:
 def test_bind_mounts_exist_and_are_read_only(services: dict) -> None:
     mounted = set()
     for name, service in services.items():
-        for kind, source, target, read_only in volume_specs(service):
+        for kind, source, _target, read_only in volume_specs(service):
             if kind == "bind":
                 assert (REPO / source).exists(), f"{name}: {source} does not exist"
                 assert read_only, f"{name}: {source} should be mounted :ro"

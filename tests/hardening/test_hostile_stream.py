@@ -101,7 +101,7 @@ def test_mixed_valid_and_hostile_stream(pulse_env: PulseEnv) -> None:
         table, _ = COUNTED[stream]
         expected[table][(minute(event["event_time"]), event["province_code"])] += 1
     windows = stored_windows(pulse_env.chdb_url)
-    for stream, (table, measure) in COUNTED.items():
+    for table, measure in COUNTED.values():
         stored = Counter({key: measures[measure] for key, measures in windows[table].items() if measures[measure]})
         assert stored == expected[table], f"{table}: {stored} != {expected[table]}"
 

@@ -51,7 +51,7 @@ def test_clickhouse_password_is_in_no_error_and_no_log(url: str, password: str |
         sink = ClickHouseSink(warehouse)
         Pipeline(sink, TOPICS, lateness_s=600, max_message_bytes=10_000).process(
             [Message("pulse.payments.vietqr", 0, 0, b"k", dumps(bad_qr_payment(1)), 0.0)])
-    except Exception as error:  # noqa: BLE001 - whatever it is, its text is what we check
+    except Exception as error:  # whatever it is, its text is what we check
         said += everything_said(error, caplog)
     else:
         pytest.fail("the sink cannot be reachable")
@@ -70,7 +70,7 @@ class AuthorizationRecorder(BaseHTTPRequestHandler):
 
     seen: list[str]  # set per server by recording_server()
 
-    def do_GET(self) -> None:  # noqa: N802 - the name http.server calls
+    def do_GET(self) -> None:  # the name http.server calls
         self.seen.append(self.headers.get("Authorization", ""))
         body = b"Code: 516. DB::Exception: Authentication failed. (AUTHENTICATION_FAILED)"
         self.send_response(401)
@@ -116,7 +116,7 @@ def test_the_server_is_given_the_password_from_the_file(tmp_path: Path, from_fil
             if from_file else {"clickhouse_url": f"http://pulse:{url_password}@127.0.0.1:{port}/pulse"}))
         url, password = settings.clickhouse_connection()
         warehouse = Warehouse(url, password=password)
-        with pytest.raises(Exception) as refused:  # noqa: PT011 - whichever error clickhouse-connect raises
+        with pytest.raises(Exception) as refused:  # whichever error clickhouse-connect raises
             with warehouse.lease():
                 pass
     assert "516" in str(refused.value)  # it did reach our server and was refused there

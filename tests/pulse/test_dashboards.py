@@ -321,7 +321,7 @@ class FakeGrafana:
                 self.end_headers()
                 self.wfile.write(data)
 
-            do_GET = do_POST = _serve  # noqa: N815 - http.server's naming
+            do_GET = do_POST = _serve  # http.server's naming
 
             def log_message(self, *args: Any) -> None:  # keep test output clean
                 pass

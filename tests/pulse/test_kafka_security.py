@@ -23,8 +23,8 @@ from kafka.admin import KafkaAdminClient, NewTopic
 
 from pulse import infra
 from pulse.kafka_security import (
-    KafkaSecurity,
     KafkaLoginRefused,
+    KafkaSecurity,
     KafkaSecurityError,
     KafkaUnreachable,
     aiokafka_options,

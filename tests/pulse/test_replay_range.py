@@ -39,7 +39,7 @@ class Placed:
     topic: str
     messages: list[tuple[int, int, int, bytes, bytes]]  # partition, offset, timestamp, key, value
 
-    def values(self, predicate) -> list[bytes]:  # noqa: ANN001
+    def values(self, predicate) -> list[bytes]:
         return sorted(value for partition, offset, ts, _, value in self.messages if predicate(partition, offset, ts))
 
     def in_range(self) -> list[bytes]:

@@ -134,7 +134,7 @@ def test_direct_dry_run_uses_the_pipeline_rules_and_writes_nothing(tmp_path: Pat
 
 
 def test_cli_output_is_one_json_line_without_a_terminal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PULSE_STATE_DIR", str(tmp_path / "s"))  # the CLI writes its flags into the environment
+    monkeypatch.setenv("PULSE_STATE_DIR", str(tmp_path / "s"))  # keeps the run's state out of the checkout
     path = write_lines(tmp_path / "e.jsonl", activations(3))
     result = CliRunner().invoke(main, ["replay", "--from-file", str(path), "--dry-run"])
     assert result.exit_code == 0, result.output

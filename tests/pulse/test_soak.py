@@ -54,7 +54,7 @@ def with_outage(samples: list[Sample], first: int, last: int, step_mb: float) ->
     return samples
 
 
-def verdict_of(samples: list[Sample], **overrides: object):  # noqa: ANN201
+def verdict_of(samples: list[Sample], **overrides: object):
     arguments = {"warmup_s": 20.0, "limits": LIMITS, "end_lag": 0, "correct": True, "kills": 5, "restarts": 5}
     return judge(samples, **{**arguments, **overrides})
 

@@ -11,7 +11,7 @@ from schemas.vietqr import decode, encode
 TYPICAL = "00020101021238570010A00000072701270006970403011300110123456780208QRIBFTTA530370454061800005802VN62340107NPS68690819thanh toan don hang63042E2E"
 
 
-def run(*args: str):  # noqa: ANN201 - click's Result
+def run(*args: str):  # click's Result
     return CliRunner().invoke(vietqr, list(args))
 
 

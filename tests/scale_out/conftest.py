@@ -55,7 +55,7 @@ def wait_until_healthy(settings: Settings, timeout_s: float = HEALTHY_TIMEOUT_S)
                                 if p["leader_id"] < 0 or len(p["isr_nodes"]) < kafka_cluster.REPLICATION_FACTOR]
             finally:
                 admin.close()
-        except Exception as error:  # noqa: BLE001 - a cluster coming back refuses calls for a while
+        except Exception as error:
             lagging = [str(error)]
         if not lagging:
             return

@@ -14,7 +14,6 @@ import pytest
 
 from schemas.provinces import provinces
 from simulators import scenario
-from simulators.generate import STAGES
 from simulators.scenario import province_setting, special_days
 from tests.simulators.conftest import FOUR_WEEKS_SPEED, RATE, START, VN, WEEK_S, Run, current, generate, local, ts
 
@@ -38,7 +37,7 @@ def _settled(run: Run) -> dict[str, list[dict]]:
     return {k: v for k, v in dossiers.items() if v[0]["stage"] == "submitted" and finishes(v)}
 
 
-def _late_share(dossiers: dict[str, list[dict]], keep=lambda code: True) -> tuple[float, int]:  # noqa: ANN001
+def _late_share(dossiers: dict[str, list[dict]], keep=lambda code: True) -> tuple[float, int]:
     returned = [e for v in dossiers.values() for e in v
                 if e["stage"] == "returned" and keep(current(e["province_code"]))]
     late = sum(ts(e["event_time"]) > ts(e["due_time"]) for e in returned)

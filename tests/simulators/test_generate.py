@@ -113,7 +113,7 @@ def test_fast_uuid_and_timestamps_equal_the_library_forms() -> None:
     generator = run.generator
     for _ in range(2000):
         state = generator.rng.getstate()
-        fast = generator._uuid()  # noqa: SLF001
+        fast = generator._uuid()
         generator.rng.setstate(state)
         assert fast == str(UUID(int=generator.rng.getrandbits(128), version=4))
     stamps = _Stamps()
@@ -292,7 +292,7 @@ def test_malformed_lines_keep_the_type_field_for_routing() -> None:
     for kind, event in samples.items():
         for _ in range(1500):  # every truncation point is drawn many times
             key = event["dossier_id"] if kind == "dossier" else event["event_id"]
-            emitted = generator._apply_fault("malformed", dict(event), STREAM_OF_TYPE[kind], key, 1.0)  # noqa: SLF001
+            emitted = generator._apply_fault("malformed", dict(event), STREAM_OF_TYPE[kind], key, 1.0)
             assert emitted.value.startswith(b'{"type":"%s",' % kind.encode()), emitted.value
             with pytest.raises(ValueError):
                 json.loads(emitted.value)

@@ -28,7 +28,7 @@ class FakeProducer:
         self.sent.append((time.monotonic(), topic, key, value))
         return self  # stands in for the send's future: every message is acknowledged
 
-    def add_errback(self, _callback) -> FakeProducer:  # noqa: ANN001
+    def add_errback(self, _callback) -> FakeProducer:
         return self
 
     def flush(self, timeout: float | None = None) -> None:

@@ -100,7 +100,7 @@ def test_a_holder_that_does_not_share_keeps_the_store(tmp_path: Path) -> None:
 
 
 @pytest.fixture(autouse=True)
-def _no_leftover_request(tmp_path: Path):  # noqa: ANN202
+def _no_leftover_request(tmp_path: Path):
     yield
     # A request file is only a timestamp; it may stay, but it must sit beside the store, not in it.
     assert not (tmp_path / "store" / "store.wanted").exists()

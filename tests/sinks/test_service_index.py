@@ -12,6 +12,7 @@ from sinks.client import Warehouse
 from sinks.sink import ClickHouseSink
 from tests.support.kpi_events import ELIGIBLE, OFFERED_01, hand_events, store_through_pipeline
 
+
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClickHouseSink]:
     sink = ClickHouseSink(Warehouse(f"chdb://{tmp_path_factory.mktemp('index') / 'ch'}", keep_open=True))

@@ -151,7 +151,7 @@ EXPECTED: dict[tuple[str, str, str], tuple[int, int]] = {
 }
 
 
-def store_through_pipeline(sink) -> int:  # noqa: ANN001 - sinks.sink.ClickHouseSink (kept out of imports)
+def store_through_pipeline(sink) -> int:  # sinks.sink.ClickHouseSink (kept out of imports
     """Store hand_events() with the pipeline core (no Kafka), as the worker would; returns events accepted."""
     from streams.pipeline import Message, Pipeline
 

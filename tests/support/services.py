@@ -99,12 +99,12 @@ class WorkerProcess:
         except subprocess.TimeoutExpired:
             self.process.kill()
             code = self.process.wait(timeout=10)
-            raise AssertionError(f"worker ignored SIGTERM for {STOP_TIMEOUT_S} s; log: {self.log_path}")
+            raise AssertionError(f"worker ignored SIGTERM for {STOP_TIMEOUT_S} s; log: {self.log_path}") from None
         finally:
             self._log.close()
         return code
 
-    def faust_process(self):  # noqa: ANN201 - psutil.Process
+    def faust_process(self):  # psutil.Process
         """The supervised Faust worker (the child of `pulse worker`)."""
         import psutil
 
@@ -128,7 +128,7 @@ def free_tcp_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_for(predicate, timeout_s: float, what: str, poll_s: float = 0.2) -> None:  # noqa: ANN001
+def wait_for(predicate, timeout_s: float, what: str, poll_s: float = 0.2) -> None:
     deadline = time.monotonic() + timeout_s
     while not predicate():
         if time.monotonic() > deadline:

@@ -91,7 +91,7 @@ def dossier_events() -> list[tuple]:
     return rows
 
 
-def _fill(client, db: str) -> None:  # noqa: ANN001 - clickhouse-connect Client
+def _fill(client, db: str) -> None:  # clickhouse-connect Client
     migrate(client, db)
     client.insert(f"{db}.targets", TARGET_ROWS, column_names=["province_code", "kpi", "year", "target", "source"])
     client.insert(f"{db}.dossier_events", dossier_events(), column_names=DOSSIER_COLUMNS)

@@ -49,7 +49,7 @@ def _query(url: str, sql: str) -> list[tuple]:
         warehouse.close()
 
 
-def _page(url: str, request: ReportRequest):  # noqa: ANN202
+def _page(url: str, request: ReportRequest):
     warehouse = Warehouse(url, keep_open=False)
     try:
         with warehouse.lease() as client:
