@@ -1,12 +1,19 @@
 """`pulse bench`: the real path, timed on this machine.
 
-1. Pre-produce N calibrated events (no faults) into the input topics, remembering their true totals.
+1. Pre-produce N calibrated events into the input topics, with faults the worker must absorb or reject
+   (BENCH_FAULTS: duplicates, late and out-of-order events, malformed messages), remembering for every
+   window (table, minute, province) each measure's true value and how many dead letters are due.
 2. Throughput: one `pulse worker` process, from its start until its consumer group has committed every
    offset (commits follow the ClickHouse flush), with its peak resident memory sampled meanwhile.
+   `events_per_s` counts the distinct valid events stored; dead letters and duplicate copies are not throughput.
 3. Baseline: a raw aiokafka consumer that only reads and JSON-decodes the same messages.
-4. Freshness: a steady load at --rate with event time = now; each published window row covers `version`
-   events of its minute, which dates every event's arrival in ClickHouse.
-5. Correctness: window totals in ClickHouse equal the generated totals.
+4. Freshness: a steady load at --rate with event times a little in the past (never ahead of the clock, so
+   none is `future_time`). Every stored raw row carries `ingested_at`, the time ClickHouse made it visible
+   (a column DEFAULT filled at insert); each event's freshness is that minus its Kafka record timestamp,
+   which the producer stamped at send, on the same machine's clock. p50/p95/p99 over every event of the
+   three streams.
+5. Correctness: every window row (table, window_start, province, every measure and version) equals the
+   truth, and the dead letters are exactly the injected malformed messages.
 """
 from __future__ import annotations
 
@@ -20,8 +27,8 @@ import threading
 import time
 import uuid
 from collections import Counter, defaultdict
-from dataclasses import dataclass
-from datetime import datetime, timezone
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 
 import orjson
 import psutil
@@ -36,7 +43,10 @@ from pulse.settings import DEMO_PII_KEY, Settings
 from pulse.simulate import SimulationOptions, build_generator
 from pulse.supervise import die_with_parent
 from simulators.output import Pacer, make_producer
+from schemas.provinces import current_code
 from sinks.client import Warehouse
+from sinks.sink import RAW_TABLES
+from sinks.windows import WINDOW_SPECS
 
 TOTALS_SQL = {
     "payments_1m": "SELECT sum(tx_count), sum(success_count), sum(amount_vnd) FROM {db}.payments_1m FINAL",
@@ -53,6 +63,15 @@ class BenchOptions:
     keep: bool = False
 
 
+# Faults the timed run carries: every kind the worker absorbs without changing a window, and malformed
+# messages, which it must dead-letter (`malformed_json`) without slowing down.
+BENCH_FAULTS = "duplicate=0.01,late=0.01,out_of_order=0.01,malformed=0.002"
+# How far behind the clock the freshness load starts: the simulator's per-stream times jitter a little,
+# and an event more than max_future_s ahead of the worker's clock would be dead-lettered `future_time`.
+FRESHNESS_START_BEHIND_S = 120.0
+WINDOW_TABLE_OF_TYPE = {"payment": "payments_1m", "dossier": "dossiers_1m", "id_activation": "id_activations_1m"}
+
+
 def _truth_totals(event: dict, totals: dict[str, Counter]) -> None:
     kind = event["type"]
     if kind == "payment":
@@ -66,6 +85,104 @@ def _truth_totals(event: dict, totals: dict[str, Counter]) -> None:
     else:  # windows count activated accounts only, not registrations or approvals
         activated = event.get("step", "activated") == "activated"
         totals["id_activations_1m"].update({"activations": activated, "level2": activated and event["level"] == 2})
+
+
+def _window_measures(event: dict) -> dict[str, int]:
+    """What one counted event adds to its window row, computed here in plain Python from the generated JSON
+    (not by the worker's code), measure by measure."""
+    kind = event["type"]
+    if kind == "payment":
+        ok = event["status"] == "success"
+        return {"tx_count": 1, "success_count": int(ok), "amount_vnd": event["amount_vnd"] if ok else 0}
+    if kind == "id_activation":
+        activated = event.get("step", "activated") == "activated"
+        return {"activations": int(activated), "level2_activations": int(activated and event["level"] == 2)}
+    submitted, returned = event["stage"] == "submitted", event["stage"] == "returned"
+    online = submitted and event["channel"] == "online"
+    on_time = datetime.fromisoformat(event["event_time"]) <= datetime.fromisoformat(event["due_time"])
+    return {"submitted_online": int(online), "submitted_offline": int(submitted and event["channel"] == "offline"),
+            "submitted_full_process_online": int(online and event["full_process"]),
+            "completed": int(returned), "completed_on_time": int(returned and on_time),
+            "paid_online": int(returned and event["paid_online"]),
+            "vneid_authenticated": int(online and event["vneid_authenticated"])}
+
+
+@dataclass
+class WindowTruth:
+    """The window rows the worker must store for the messages sent: the first copy of each event_id counts
+    (a duplicate sent later adds nothing), a message that is not JSON is one `malformed_json` dead letter."""
+
+    rows: dict[tuple[str, int, str], Counter] = field(default_factory=lambda: defaultdict(Counter))
+    seen: set[tuple[str, str]] = field(default_factory=set)
+    dead_letters: Counter = field(default_factory=Counter)
+    counted: int = 0
+
+    def add(self, value: bytes) -> dict | None:
+        """Account for one sent message; returns its event when it is a counted first copy."""
+        try:
+            event = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            self.dead_letters["malformed_json"] += 1
+            return None
+        identity = (event["type"], event["event_id"])
+        if identity in self.seen:
+            return None
+        self.seen.add(identity)
+        minute = int(datetime.fromisoformat(event["event_time"]).timestamp() // 60 * 60)
+        row = self.rows[(WINDOW_TABLE_OF_TYPE[event["type"]], minute, current_code(event["province_code"]))]
+        row.update(_window_measures(event))
+        row["version"] += 1
+        self.counted += 1
+        return event
+
+    def differences(self, stored: dict[tuple[str, int, str], dict[str, int]], limit: int = 5) -> list[str]:
+        """Window rows that differ from the truth (missing, extra, or any measure off), at most `limit`."""
+        found = []
+        for key in sorted(self.rows.keys() | stored.keys()):
+            want = {name: value for name, value in self.rows.get(key, Counter()).items()}
+            have = stored.get(key, {})
+            names = set(have) | set(want) if have else set(want)
+            if any(int(have.get(name, 0)) != int(want.get(name, 0)) for name in names) or not have:
+                found.append(f"{key}: stored {have or 'nothing'}, expected {want or 'nothing'}")
+                if len(found) >= limit:
+                    break
+        return found
+
+
+def stored_window_rows(client, database: str) -> dict[tuple[str, int, str], dict[str, int]]:  # noqa: ANN001
+    """Every window row in the store (the most complete version of each), keyed like WindowTruth.rows."""
+    rows: dict[tuple[str, int, str], dict[str, int]] = {}
+    for spec in WINDOW_SPECS.values():
+        names = [*spec.measures, "version"]
+        result = client.query(f"SELECT toUnixTimestamp(window_start), province_code, {', '.join(names)} "
+                              f"FROM {database}.{spec.table} FINAL")
+        for minute, province, *values in result.result_rows:
+            rows[(spec.table, int(minute), province)] = dict(zip(names, map(int, values)))
+    return rows
+
+
+def freshness_delays(sent_ms: dict[str, int], visible_ms: dict[str, int]) -> list[float]:
+    """Seconds from each event's Kafka record timestamp (stamped by the producer at send) to the moment its
+    raw row became visible in ClickHouse, paired by event_id, for every event in `visible_ms`.
+
+    Never negative by construction: both times come from this machine's clock, the worker can only read a
+    record after the producer stamped it, and ClickHouse stamps the row at insert, after the read. A negative
+    value therefore means a broken premise (a clock stepped back, a row paired with the wrong record) and is
+    an error, not a number to clip."""
+    delays = []
+    for event_id, visible in visible_ms.items():
+        sent = sent_ms.get(event_id)
+        if sent is None:
+            raise BenchError(f"event {event_id} is stored but was never sent in this phase")
+        if visible < sent:
+            raise BenchError(f"event {event_id} visible at {visible} ms before it was sent at {sent} ms: "
+                             "the clock went backwards during the run")
+        delays.append((visible - sent) / 1000)
+    return delays
+
+
+class BenchError(RuntimeError):
+    """The bench cannot give a true figure."""
 
 
 class IsolatedRun:
@@ -131,11 +248,14 @@ class BenchRun(IsolatedRun):
         super().__init__(settings, "bench")
         self.options = options
         self.say = say
+        self.windows = WindowTruth()
 
     def produce(self, events: int | None, *, rate: float | None, start: datetime | None, speed: float,
-                duration_s: float | None = None, sent_at: dict | None = None) -> int:
+                duration_s: float | None = None, faults: str | None = None) -> int:
+        """Send generated events (`events`, or for `duration_s`), adding each to the window truth; returns the
+        number of messages sent (duplicates and malformed ones included)."""
         options = SimulationOptions(seed=None if start else 7, events=events, rate=rate or 100_000.0, start=start,
-                                    speed=speed, demo_key=True)
+                                    speed=speed, demo_key=True, faults=faults)
         generator = build_generator(options, self.settings)
         producer = make_producer(self.settings.kafka_bootstrap, **self.security)
         pacer = Pacer(rate)
@@ -144,11 +264,7 @@ class BenchRun(IsolatedRun):
         for emitted in generator.events(events):
             if deadline and time.monotonic() > deadline:
                 break
-            event = orjson.loads(emitted.value)
-            _truth_totals(event, self.truth)
-            if sent_at is not None and event["type"] == "payment":
-                key = (int(emitted.event_time // 60 * 60), event["province_code"])
-                sent_at[key].append(time.time())
+            self.windows.add(emitted.value)
             producer.send(self.topics.streams[emitted.stream], key=emitted.key, value=emitted.value)
             count += 1
             if rate:
@@ -189,15 +305,71 @@ class BenchRun(IsolatedRun):
     def baseline(self, start: dict[TopicPartition, int], stop: dict[TopicPartition, int]) -> tuple[int, float]:
         return asyncio.run(_raw_consume(self.settings.kafka_bootstrap, start, stop, aiokafka_options(self.settings)))
 
-    def freshness(self) -> list[float]:
-        sent_at: dict[tuple[int, str], list[float]] = defaultdict(list)
-        offsets = end_offsets(self.settings.kafka_bootstrap, [self.topics.windows], self.security)
-        self.produce(None, rate=self.options.rate, start=datetime.now(timezone.utc), speed=1.0,
-                     duration_s=self.options.freshness_s, sent_at=sent_at)
+    def freshness(self) -> tuple[dict[str, int], datetime]:
+        """Send the steady load; (event_id -> Kafka record timestamp in ms, when the load began). The rows'
+        visibility is read once the worker has stopped (it holds the embedded store while it runs)."""
+        since = end_offsets(self.settings.kafka_bootstrap, self.topics.inputs, self.security)
+        began = datetime.now(timezone.utc)
+        self.produce(None, rate=self.options.rate, start=began - timedelta(seconds=FRESHNESS_START_BEHIND_S),
+                     speed=1.0, duration_s=self.options.freshness_s)
         wait_for_group(self.settings.kafka_bootstrap, self.group,
                        end_offsets(self.settings.kafka_bootstrap, self.topics.inputs, self.security),
                        timeout_s=300, security=self.security)
-        return _arrival_delays(self.settings.kafka_bootstrap, offsets, sent_at, self.security)
+        return _record_timestamps(self.settings.kafka_bootstrap, since, self.security), began
+
+    def visible_since(self, began: datetime) -> dict[str, int]:
+        """event_id -> when its raw row first became visible (ms), for the rows stored since `began`. A batch
+        stored twice (a retry after a crash) leaves two rows until they merge: the first one counts."""
+        warehouse = Warehouse(self.chdb_url, keep_open=False)
+        visible: dict[str, int] = {}
+        try:
+            with warehouse.lease() as client:
+                for table in RAW_TABLES.values():
+                    rows = client.query(
+                        f"SELECT toString(event_id), toUnixTimestamp64Milli(min(ingested_at)) "
+                        f"FROM {warehouse.database}.{table} WHERE ingested_at >= {{began:DateTime64(3, 'UTC')}} "
+                        f"GROUP BY event_id", parameters={"began": began}).result_rows
+                    visible.update((key, int(millis)) for key, millis in rows)
+        finally:
+            warehouse.close()
+        return visible
+
+    def check_windows(self) -> dict:
+        """Every window row and the dead letters against the truth."""
+        warehouse = Warehouse(self.chdb_url, keep_open=False)
+        try:
+            with warehouse.lease() as client:
+                stored = stored_window_rows(client, warehouse.database)
+                dead = dict(client.query(f"SELECT reason, count() FROM {warehouse.database}.dead_letters "
+                                         f"GROUP BY reason").result_rows)
+        finally:
+            warehouse.close()
+        differences = self.windows.differences(stored)
+        dead_letters = {reason: int(count) for reason, count in dead.items()}
+        return {"correct": not differences and dead_letters == dict(self.windows.dead_letters),
+                "windows_checked": len(self.windows.rows), "window_differences": differences,
+                "dead_letters": dead_letters, "dead_letters_expected": dict(self.windows.dead_letters),
+                "future_time_dead_letters": dead_letters.get("future_time", 0)}
+
+
+def _record_timestamps(bootstrap: str, since: dict[TopicPartition, int], security: dict[str, object]) -> dict[str, int]:
+    """event_id -> Kafka record timestamp (ms) of its first copy, for the records after `since`."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, consumer_timeout_ms=3000,
+                             **security)
+    consumer.assign(list(since))
+    for tp, offset in since.items():
+        consumer.seek(tp, offset)
+    sent: dict[str, int] = {}
+    try:
+        for record in consumer:
+            try:
+                event_id = orjson.loads(record.value)["event_id"]
+            except (orjson.JSONDecodeError, KeyError, TypeError):
+                continue  # not an event: never stored, so never in the sample
+            sent[event_id] = min(record.timestamp, sent.get(event_id, record.timestamp))
+    finally:
+        consumer.close()
+    return sent
 
 
 async def _raw_consume(bootstrap: str, start: dict[TopicPartition, int], stop: dict[TopicPartition, int],
@@ -216,40 +388,21 @@ async def _raw_consume(bootstrap: str, start: dict[TopicPartition, int], stop: d
             consumer.seek(tp, first)
         remaining = {tp for tp in partitions}
         count = 0
-        loads = orjson.loads
+        loads, JSONDecodeError = orjson.loads, orjson.JSONDecodeError
         while remaining:
             batches = await consumer.getmany(timeout_ms=1000, max_records=5000)
             for tp, records in batches.items():
                 for record in records:
-                    loads(record.value)
+                    try:
+                        loads(record.value)
+                    except JSONDecodeError:  # the injected malformed messages: read and refused, like the worker
+                        pass
                 count += len(records)
                 if records and records[-1].offset + 1 >= partitions[tp][1]:
                     remaining.discard(tp)
         return count, time.monotonic() - began
     finally:
         await consumer.stop()
-
-
-def _arrival_delays(bootstrap: str, since: dict[TopicPartition, int],
-                    sent_at: dict[tuple[int, str], list[float]], security: dict[str, object]) -> list[float]:
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, consumer_timeout_ms=3000,
-                             **security)
-    consumer.assign(list(since))
-    for tp, offset in since.items():
-        consumer.seek(tp, offset)
-    covered: dict[tuple[int, str], int] = defaultdict(int)
-    delays: list[float] = []
-    for record in consumer:
-        row = orjson.loads(record.value)
-        if row["table"] != "payments_1m":
-            continue
-        key = (int(datetime.fromisoformat(row["window_start"]).timestamp()), row["province_code"])
-        times = sent_at.get(key, [])
-        newly = times[covered[key]: row["version"]]
-        delays.extend(record.timestamp / 1000 - sent for sent in newly)
-        covered[key] = max(covered[key], row["version"])
-    consumer.close()
-    return delays
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -271,8 +424,9 @@ def run(settings: Settings, options: BenchOptions, say=print) -> dict:  # noqa: 
 def _measure(bench: BenchRun, options: BenchOptions, say) -> dict:  # noqa: ANN001
     settings = bench.settings
     start = bench.start_offsets()
-    say(f"producing {options.events:,} events…")
-    produced = bench.produce(options.events, rate=None, start=None, speed=60.0)
+    say(f"producing {options.events:,} events (faults {BENCH_FAULTS})…")
+    messages = bench.produce(options.events, rate=None, start=None, speed=60.0, faults=BENCH_FAULTS)
+    counted = bench.windows.counted
     stop = end_offsets(settings.kafka_bootstrap, bench.topics.inputs, kafka_options(settings))
     say("timing one worker from start to its last stored offset…")
     began = time.monotonic()
@@ -282,28 +436,40 @@ def _measure(bench: BenchRun, options: BenchOptions, say) -> dict:  # noqa: ANN0
         say("timing the raw consume baseline…")
         baseline_count, baseline_s = bench.baseline(start, stop)
         say(f"measuring freshness at {options.rate:,.0f} events/s for {options.freshness_s:.0f} s…")
-        delays = bench.freshness()
+        sent, freshness_began = bench.freshness()
     finally:
         worker.send_signal(signal.SIGTERM)
         try:
             worker.wait(timeout=60)
         except subprocess.TimeoutExpired:
             worker.kill()
-    correct, _ = bench.totals_match()
+    delays = freshness_delays(sent, bench.visible_since(freshness_began))
+    check = bench.check_windows()
     baseline_rate = baseline_count / baseline_s
     result = {
-        "events": produced,
+        "events": options.events,
         "seconds": round(seconds, 2),
-        "events_per_s": round(produced / seconds),
+        "events_per_s": round(counted / seconds),  # distinct valid events stored; no dead letters, no copies
+        "messages_per_s": round(messages / seconds),
         "baseline_consume_events_per_s": round(baseline_rate),
-        "ratio": round(produced / seconds / baseline_rate, 3),
+        "ratio": round(messages / seconds / baseline_rate, 3),
         "freshness_p50_s": round(_percentile(delays, 50), 3),
         "freshness_p95_s": round(_percentile(delays, 95), 3),
+        "freshness_p99_s": round(_percentile(delays, 99), 3),
+        "freshness_max_s": round(max(delays, default=float("nan")), 3),
         "worker_peak_rss_mb": round(peak_rss, 1),
-        "correct": correct,
+        "correct": check["correct"],
+        "windows_checked": check["windows_checked"],
+        "dead_letters": check["dead_letters"],
+        "dead_letters_expected": check["dead_letters_expected"],
+        "future_time_dead_letters": check["future_time_dead_letters"],
         "freshness_samples": len(delays),
+        "messages": messages,
+        "faults": BENCH_FAULTS,
         "cpus": os.cpu_count(),
     }
+    if check["window_differences"]:
+        say("window rows that differ from the truth: " + "; ".join(check["window_differences"]))
     if not options.keep:
         import shutil
 
