@@ -37,7 +37,7 @@ from kafka.admin import KafkaAdminClient
 from kafka.structs import OffsetAndMetadata
 
 from pulse.kafka_security import aiokafka_options, kafka_options
-from pulse.kafka_tools import end_offsets, wait_for_group
+from pulse.kafka_tools import committed_offsets, end_offsets, wait_for_group
 from pulse import infra
 from pulse.settings import DEMO_PII_KEY, Settings
 from pulse.simulate import SimulationOptions, build_generator
@@ -60,6 +60,20 @@ class BenchOptions:
     events: int = 1_000_000
     rate: float = 5000.0
     freshness_s: float = 20.0
+    keep: bool = False
+
+
+@dataclass
+class SustainedOptions:
+    """`pulse bench --sustained`: offered rates start_rate, start_rate * factor, ... up to max_rate, each
+    held for step_s. A step holds when the producer really offered the rate (within 5%) and the consumer
+    group's lag in the step's second half never exceeded lag_bound_s seconds of input."""
+
+    start_rate: float = 4000.0
+    factor: float = 1.25
+    max_rate: float = 60_000.0
+    step_s: float = 60.0
+    lag_bound_s: float = 5.0
     keep: bool = False
 
 
@@ -249,6 +263,7 @@ class BenchRun(IsolatedRun):
         self.options = options
         self.say = say
         self.windows = WindowTruth()
+        self.send_seconds = 0.0
 
     def produce(self, events: int | None, *, rate: float | None, start: datetime | None, speed: float,
                 duration_s: float | None = None, faults: str | None = None) -> int:
@@ -261,6 +276,7 @@ class BenchRun(IsolatedRun):
         pacer = Pacer(rate)
         deadline = time.monotonic() + duration_s if duration_s else None
         count = 0
+        began = time.monotonic()
         for emitted in generator.events(events):
             if deadline and time.monotonic() > deadline:
                 break
@@ -269,6 +285,7 @@ class BenchRun(IsolatedRun):
             count += 1
             if rate:
                 pacer.wait()
+        self.send_seconds = time.monotonic() - began  # the offered rate is count / this (set-up, flush excluded)
         producer.flush(timeout=120)
         producer.close(timeout=30)
         return count
@@ -403,6 +420,72 @@ async def _raw_consume(bootstrap: str, start: dict[TopicPartition, int], stop: d
         return count, time.monotonic() - began
     finally:
         await consumer.stop()
+
+
+def run_sustained(settings: Settings, options: SustainedOptions, say=print) -> dict:  # noqa: ANN001
+    """The highest offered rate one worker keeps up with live (lag bounded for a whole step)."""
+    bench = BenchRun(settings, BenchOptions(keep=options.keep), say)
+    say(f"bench topics {bench.prefix}* and group {bench.group} (deleted afterwards)")
+    bench.create_topics()
+    worker = None
+    try:
+        bench.start_offsets()
+        worker = bench.start_worker()
+        steps: list[dict] = []
+        rate = options.start_rate
+        while rate <= options.max_rate:
+            say(f"offering {rate:,.0f} events/s for {options.step_s:.0f} s…")
+            step = _sustained_step(bench, rate, options)
+            steps.append(step)
+            say(f"  offered {step['offered_events_per_s']:,.0f}/s, lag in the second half at most "
+                f"{step['max_lag_events']:,} events: {'held' if step['held'] else 'not held'}")
+            if not step["held"]:
+                break
+            rate *= options.factor
+    finally:
+        if worker is not None:
+            worker.send_signal(signal.SIGTERM)
+            try:
+                worker.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+        bench.delete_topics()
+        if not options.keep:
+            import shutil
+
+            shutil.rmtree(bench.state, ignore_errors=True)
+    held = [step["offered_events_per_s"] for step in steps if step["held"]]
+    return {"sustained_events_per_s": round(max(held, default=0.0)), "step_s": options.step_s,
+            "lag_bound_s": options.lag_bound_s, "steps": steps, "cpus": os.cpu_count()}
+
+
+def _sustained_step(bench: BenchRun, rate: float, options: SustainedOptions) -> dict:
+    bootstrap, security, group = bench.settings.kafka_bootstrap, bench.security, bench.group
+    sent: list[int] = []
+    began = time.monotonic()
+    producer = threading.Thread(target=lambda: sent.append(bench.produce(
+        None, rate=rate, start=datetime.now(timezone.utc) - timedelta(seconds=FRESHNESS_START_BEHIND_S),
+        speed=1.0, duration_s=options.step_s)), daemon=True)
+    producer.start()
+    lags: list[tuple[float, int]] = []
+    while producer.is_alive():
+        ends = end_offsets(bootstrap, bench.topics.inputs, security)
+        committed = committed_offsets(bootstrap, group, security)
+        lags.append((time.monotonic() - began, sum(max(0, end - committed.get(tp, 0)) for tp, end in ends.items())))
+        time.sleep(1.0)
+    producer.join()
+    offered = (sent[0] if sent else 0) / max(bench.send_seconds, 1e-9)
+    late_half = [lag for at, lag in lags if at >= options.step_s / 2] or [lag for _, lag in lags]
+    max_lag = max(late_half, default=0)
+    held = offered >= 0.95 * rate and max_lag <= rate * options.lag_bound_s
+    try:  # let the worker drain before the next step, so each step starts without a backlog
+        wait_for_group(bootstrap, group, end_offsets(bootstrap, bench.topics.inputs, security), timeout_s=120,
+                       security=security)
+    except TimeoutError:
+        held = False
+    short = offered < 0.95 * rate  # the producer (same machine) could not offer the rate: no verdict on the worker
+    return {"target_events_per_s": round(rate), "offered_events_per_s": round(offered), "max_lag_events": max_lag,
+            "held": held, **({"limited_by": "producer"} if short else {})}
 
 
 def _percentile(values: list[float], q: float) -> float:
