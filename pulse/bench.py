@@ -370,22 +370,31 @@ class BenchRun(IsolatedRun):
 
 
 def _record_timestamps(bootstrap: str, since: dict[TopicPartition, int], security: dict[str, object]) -> dict[str, int]:
-    """event_id -> Kafka record timestamp (ms) of its first copy, for the records after `since`."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, consumer_timeout_ms=3000,
-                             **security)
+    """event_id -> Kafka record timestamp (ms) of its first copy, for every record from `since` to the end
+    offsets now (read to the end, not until a quiet spell: a pause on a loaded machine must not drop any)."""
+    stop = end_offsets(bootstrap, list({tp.topic for tp in since}), security)
+    remaining = {tp for tp in since if stop.get(tp, 0) > since[tp]}
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, **security)
     consumer.assign(list(since))
     for tp, offset in since.items():
         consumer.seek(tp, offset)
     sent: dict[str, int] = {}
+    deadline = time.monotonic() + 300
     try:
-        for record in consumer:
-            try:
-                event_id = orjson.loads(record.value)["event_id"]
-            except (orjson.JSONDecodeError, KeyError, TypeError):
-                continue  # not an event: never stored, so never in the sample
-            sent[event_id] = min(record.timestamp, sent.get(event_id, record.timestamp))
+        while remaining and time.monotonic() < deadline:
+            for tp, records in consumer.poll(timeout_ms=1000, max_records=10_000).items():
+                for record in records:
+                    try:
+                        event_id = orjson.loads(record.value)["event_id"]
+                    except (orjson.JSONDecodeError, KeyError, TypeError):
+                        continue  # not an event: never stored, so never in the sample
+                    sent[event_id] = min(record.timestamp, sent.get(event_id, record.timestamp))
+                if records and records[-1].offset + 1 >= stop[tp]:
+                    remaining.discard(tp)
     finally:
         consumer.close()
+    if remaining:
+        raise BenchError(f"could not read back the freshness phase's records of {sorted(map(str, remaining))}")
     return sent
 
 
