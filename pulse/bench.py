@@ -36,14 +36,14 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.admin import KafkaAdminClient
 from kafka.structs import OffsetAndMetadata
 
+from pulse import infra
 from pulse.kafka_security import aiokafka_options, kafka_options
 from pulse.kafka_tools import committed_offsets, end_offsets, wait_for_group
-from pulse import infra
 from pulse.settings import DEMO_PII_KEY, Settings
 from pulse.simulate import SimulationOptions, build_generator
 from pulse.supervise import die_with_parent
-from simulators.output import Pacer, make_producer
 from schemas.provinces import current_code
+from simulators.output import Pacer, make_producer
 from sinks.client import Warehouse
 from sinks.sink import RAW_TABLES
 from sinks.windows import WINDOW_SPECS

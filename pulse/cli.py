@@ -434,7 +434,9 @@ def bench(ctx: click.Context, events: int, rate: float, freshness_seconds: float
             infra.up(settings, with_monitoring=False)
     except infra.InfraError as error:
         raise click.ClickException(str(error)) from None
-    say = lambda text: console.print(f"[dim]{text}[/]")  # noqa: E731
+    def say(text: str) -> None:
+        console.print(f"[dim]{text}[/]")
+
     if sustained:
         from pulse.bench import SustainedOptions, run_sustained
 
