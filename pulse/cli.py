@@ -434,6 +434,7 @@ def bench(ctx: click.Context, events: int, rate: float, freshness_seconds: float
             infra.up(settings, with_monitoring=False)
     except infra.InfraError as error:
         raise click.ClickException(str(error)) from None
+
     def say(text: str) -> None:
         console.print(f"[dim]{text}[/]")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from pulse.bench import BenchError, WindowTruth, freshness_delays
+from pulse.bench import BenchError, SustainedOptions, WindowTruth, freshness_delays, step_held
 
 
 def test_freshness_pairs_each_stored_row_with_its_own_record() -> None:
@@ -56,3 +56,16 @@ def test_window_differences_catch_a_measure_a_minute_or_a_province_gone_wrong() 
     assert len(truth.differences(moved)) == 4  # every row missing where it belongs and extra where it is not
     elsewhere = {(table, minute, "48"): row for (table, minute, province), row in right.items()}
     assert truth.differences(elsewhere)
+
+
+def test_a_sustained_step_holds_only_with_the_rate_offered_and_the_lag_bounded() -> None:
+    options = SustainedOptions(step_s=60.0, lag_bound_s=5.0)
+    steady = [(t, 3_000) for t in range(0, 60, 2)]
+    assert step_held(4_000.0, 3_990.0, steady, options) == (True, 3_000)
+    # A backlog early in the step that the worker works off does not count against it...
+    assert step_held(4_000.0, 3_990.0, [(1, 50_000), *steady[1:]], options)[0]
+    # ...a lag still growing in the second half does,
+    growing = [(t, t * 1_000) for t in range(0, 60, 2)]
+    assert step_held(4_000.0, 3_990.0, growing, options) == (False, 58_000)
+    # and a rate the producer could not offer gives no verdict that the worker held it.
+    assert not step_held(4_000.0, 3_000.0, steady, options)[0]
