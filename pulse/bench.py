@@ -464,7 +464,11 @@ def run_sustained(settings: Settings, options: SustainedOptions, say=print) -> d
 
             shutil.rmtree(bench.state, ignore_errors=True)
     held = [step["offered_events_per_s"] for step in steps if step["held"]]
-    return {"sustained_events_per_s": round(max(held, default=0.0)), "step_s": options.step_s,
+    last = steps[-1] if steps else {}
+    # "producer": the figure is a lower bound, this machine could not offer more; "lag": the worker's limit.
+    stopped_by = "max_rate" if last.get("held") else last.get("limited_by", "lag")
+    return {"sustained_events_per_s": round(max(held, default=0.0)), "stopped_by": stopped_by,
+            "step_s": options.step_s,
             "lag_bound_s": options.lag_bound_s, "steps": steps, "cpus": os.cpu_count()}
 
 
