@@ -1,12 +1,19 @@
 """`pulse bench`: the real path, timed on this machine.
 
-1. Pre-produce N calibrated events (no faults) into the input topics, remembering their true totals.
+1. Pre-produce N calibrated events into the input topics, with faults the worker must absorb or reject
+   (BENCH_FAULTS: duplicates, late and out-of-order events, malformed messages), remembering for every
+   window (table, minute, province) each measure's true value and how many dead letters are due.
 2. Throughput: one `pulse worker` process, from its start until its consumer group has committed every
    offset (commits follow the ClickHouse flush), with its peak resident memory sampled meanwhile.
+   `events_per_s` counts the distinct valid events stored; dead letters and duplicate copies are not throughput.
 3. Baseline: a raw aiokafka consumer that only reads and JSON-decodes the same messages.
-4. Freshness: a steady load at --rate with event time = now; each published window row covers `version`
-   events of its minute, which dates every event's arrival in ClickHouse.
-5. Correctness: window totals in ClickHouse equal the generated totals.
+4. Freshness: a steady load at --rate with event times a little in the past (never ahead of the clock, so
+   none is `future_time`). Every stored raw row carries `ingested_at`, the time ClickHouse made it visible
+   (a column DEFAULT filled at insert); each event's freshness is that minus its Kafka record timestamp,
+   which the producer stamped at send, on the same machine's clock. p50/p95/p99 over every event of the
+   three streams.
+5. Correctness: every window row (table, window_start, province, every measure and version) equals the
+   truth, and the dead letters are exactly the injected malformed messages.
 """
 from __future__ import annotations
 
@@ -20,8 +27,8 @@ import threading
 import time
 import uuid
 from collections import Counter, defaultdict
-from dataclasses import dataclass
-from datetime import datetime, timezone
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 
 import orjson
 import psutil
@@ -29,15 +36,19 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.admin import KafkaAdminClient
 from kafka.structs import OffsetAndMetadata
 
-from pulse.kafka_security import aiokafka_options, kafka_options
-from pulse.kafka_tools import end_offsets, wait_for_group
 from pulse import infra
+from pulse.errors import PulseError
+from pulse.kafka_security import aiokafka_options, kafka_options
+from pulse.kafka_tools import committed_offsets, end_offsets, wait_for_group
 from pulse.settings import DEMO_PII_KEY, Settings
 from pulse.simulate import SimulationOptions, build_generator
 from pulse.store import open_run_store
 from pulse.supervise import die_with_parent
 from pulse.window_truth import add_to_window_truth
+from schemas.provinces import current_code
 from simulators.output import Pacer, make_producer
+from sinks.sink import RAW_TABLES
+from sinks.windows import WINDOW_SPECS
 
 TOTALS_SQL = {
     "payments_1m": "SELECT sum(tx_count), sum(success_count), sum(amount_vnd) FROM {db}.payments_1m FINAL",
@@ -55,6 +66,127 @@ class BenchOptions:
 
 
 _truth_totals = add_to_window_truth  # public in pulse/window_truth.py (soak uses it too)
+
+
+@dataclass
+class SustainedOptions:
+    """`pulse bench --sustained`: offered rates start_rate, start_rate * factor, ... up to max_rate, each
+    held for step_s. A step holds when the producer really offered the rate (within 5%) and the consumer
+    group's lag in the step's second half never exceeded lag_bound_s seconds of input."""
+
+    start_rate: float = 4000.0
+    factor: float = 1.25
+    max_rate: float = 60_000.0
+    step_s: float = 60.0
+    lag_bound_s: float = 5.0
+    keep: bool = False
+
+
+# Faults the timed run carries: every kind the worker absorbs without changing a window, and malformed
+# messages, which it must dead-letter (`malformed_json`) without slowing down.
+BENCH_FAULTS = "duplicate=0.01,late=0.01,out_of_order=0.01,malformed=0.002"
+# How far behind the clock the freshness load starts: the simulator's per-stream times jitter a little,
+# and an event more than max_future_s ahead of the worker's clock would be dead-lettered `future_time`.
+FRESHNESS_START_BEHIND_S = 120.0
+WINDOW_TABLE_OF_TYPE = {"payment": "payments_1m", "dossier": "dossiers_1m", "id_activation": "id_activations_1m"}
+
+
+def _window_measures(event: dict) -> dict[str, int]:
+    """What one counted event adds to its window row, computed here in plain Python from the generated JSON
+    (not by the worker's code), measure by measure."""
+    kind = event["type"]
+    if kind == "payment":
+        ok = event["status"] == "success"
+        return {"tx_count": 1, "success_count": int(ok), "amount_vnd": event["amount_vnd"] if ok else 0}
+    if kind == "id_activation":
+        activated = event.get("step", "activated") == "activated"
+        return {"activations": int(activated), "level2_activations": int(activated and event["level"] == 2)}
+    submitted, returned = event["stage"] == "submitted", event["stage"] == "returned"
+    online = submitted and event["channel"] == "online"
+    on_time = datetime.fromisoformat(event["event_time"]) <= datetime.fromisoformat(event["due_time"])
+    return {"submitted_online": int(online), "submitted_offline": int(submitted and event["channel"] == "offline"),
+            "submitted_full_process_online": int(online and event["full_process"]),
+            "completed": int(returned), "completed_on_time": int(returned and on_time),
+            "paid_online": int(returned and event["paid_online"]),
+            "vneid_authenticated": int(online and event["vneid_authenticated"])}
+
+
+@dataclass
+class WindowTruth:
+    """The window rows the worker must store for the messages sent: the first copy of each event_id counts
+    (a duplicate sent later adds nothing), a message that is not JSON is one `malformed_json` dead letter."""
+
+    rows: dict[tuple[str, int, str], Counter] = field(default_factory=lambda: defaultdict(Counter))
+    seen: set[tuple[str, str]] = field(default_factory=set)
+    dead_letters: Counter = field(default_factory=Counter)
+    counted: int = 0
+
+    def add(self, value: bytes) -> dict | None:
+        """Account for one sent message; returns its event when it is a counted first copy."""
+        try:
+            event = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            self.dead_letters["malformed_json"] += 1
+            return None
+        identity = (event["type"], event["event_id"])
+        if identity in self.seen:
+            return None
+        self.seen.add(identity)
+        minute = int(datetime.fromisoformat(event["event_time"]).timestamp() // 60 * 60)
+        row = self.rows[(WINDOW_TABLE_OF_TYPE[event["type"]], minute, current_code(event["province_code"]))]
+        row.update(_window_measures(event))
+        row["version"] += 1
+        self.counted += 1
+        return event
+
+    def differences(self, stored: dict[tuple[str, int, str], dict[str, int]], limit: int = 5) -> list[str]:
+        """Window rows that differ from the truth (missing, extra, or any measure off), at most `limit`."""
+        found = []
+        for key in sorted(self.rows.keys() | stored.keys()):
+            want = {name: value for name, value in self.rows.get(key, Counter()).items()}
+            have = stored.get(key, {})
+            names = set(have) | set(want) if have else set(want)
+            if any(int(have.get(name, 0)) != int(want.get(name, 0)) for name in names) or not have:
+                found.append(f"{key}: stored {have or 'nothing'}, expected {want or 'nothing'}")
+                if len(found) >= limit:
+                    break
+        return found
+
+
+def stored_window_rows(client, database: str) -> dict[tuple[str, int, str], dict[str, int]]:
+    """Every window row in the store (the most complete version of each), keyed like WindowTruth.rows."""
+    rows: dict[tuple[str, int, str], dict[str, int]] = {}
+    for spec in WINDOW_SPECS.values():
+        names = [*spec.measures, "version"]
+        result = client.query(f"SELECT toUnixTimestamp(window_start), province_code, {', '.join(names)} "
+                              f"FROM {database}.{spec.table} FINAL")
+        for minute, province, *values in result.result_rows:
+            rows[(spec.table, int(minute), province)] = dict(zip(names, map(int, values)))
+    return rows
+
+
+def freshness_delays(sent_ms: dict[str, int], visible_ms: dict[str, int]) -> list[float]:
+    """Seconds from each event's Kafka record timestamp (stamped by the producer at send) to the moment its
+    raw row became visible in ClickHouse, paired by event_id, for every event in `visible_ms`.
+
+    Never negative by construction: both times come from this machine's clock, the worker can only read a
+    record after the producer stamped it, and ClickHouse stamps the row at insert, after the read. A negative
+    value therefore means a broken premise (a clock stepped back, a row paired with the wrong record) and is
+    an error, not a number to clip."""
+    delays = []
+    for event_id, visible in visible_ms.items():
+        sent = sent_ms.get(event_id)
+        if sent is None:
+            raise BenchError(f"event {event_id} is stored but was never sent in this phase")
+        if visible < sent:
+            raise BenchError(f"event {event_id} visible at {visible} ms before it was sent at {sent} ms: "
+                             "the clock went backwards during the run")
+        delays.append((visible - sent) / 1000)
+    return delays
+
+
+class BenchError(PulseError, RuntimeError):
+    """The bench cannot give a true figure."""
 
 
 class IsolatedRun:
@@ -120,28 +252,30 @@ class BenchRun(IsolatedRun):
         super().__init__(settings, "bench")
         self.options = options
         self.say = say
+        self.windows = WindowTruth()
+        self.send_seconds = 0.0
 
     def produce(self, events: int | None, *, rate: float | None, start: datetime | None, speed: float,
-                duration_s: float | None = None, sent_at: dict | None = None) -> int:
+                duration_s: float | None = None, faults: str | None = None) -> int:
+        """Send generated events (`events`, or for `duration_s`), adding each to the window truth; returns the
+        number of messages sent (duplicates and malformed ones included)."""
         options = SimulationOptions(seed=None if start else 7, events=events, rate=rate or 100_000.0, start=start,
-                                    speed=speed, demo_key=True)
+                                    speed=speed, demo_key=True, faults=faults)
         generator = build_generator(options, self.settings)
         producer = make_producer(self.settings.kafka_bootstrap, **self.security)
         pacer = Pacer(rate)
         deadline = time.monotonic() + duration_s if duration_s else None
         count = 0
+        began = time.monotonic()
         for emitted in generator.events(events):
             if deadline and time.monotonic() > deadline:
                 break
-            event = orjson.loads(emitted.value)
-            _truth_totals(event, self.truth)
-            if sent_at is not None and event["type"] == "payment":
-                key = (int(emitted.event_time // 60 * 60), event["province_code"])
-                sent_at[key].append(time.time())
+            self.windows.add(emitted.value)
             producer.send(self.topics.streams[emitted.stream], key=emitted.key, value=emitted.value)
             count += 1
             if rate:
                 pacer.wait()
+        self.send_seconds = time.monotonic() - began  # the offered rate is count / this (set-up, flush excluded)
         producer.flush(timeout=120)
         producer.close(timeout=30)
         return count
@@ -178,15 +312,80 @@ class BenchRun(IsolatedRun):
     def baseline(self, start: dict[TopicPartition, int], stop: dict[TopicPartition, int]) -> tuple[int, float]:
         return asyncio.run(_raw_consume(self.settings.kafka_bootstrap, start, stop, aiokafka_options(self.settings)))
 
-    def freshness(self) -> list[float]:
-        sent_at: dict[tuple[int, str], list[float]] = defaultdict(list)
-        offsets = end_offsets(self.settings.kafka_bootstrap, [self.topics.windows], self.security)
-        self.produce(None, rate=self.options.rate, start=datetime.now(timezone.utc), speed=1.0,
-                     duration_s=self.options.freshness_s, sent_at=sent_at)
+    def freshness(self) -> tuple[dict[str, int], datetime]:
+        """Send the steady load; (event_id -> Kafka record timestamp in ms, when the load began). The rows'
+        visibility is read once the worker has stopped (it holds the embedded store while it runs)."""
+        since = end_offsets(self.settings.kafka_bootstrap, self.topics.inputs, self.security)
+        began = datetime.now(timezone.utc)
+        self.produce(None, rate=self.options.rate, start=began - timedelta(seconds=FRESHNESS_START_BEHIND_S),
+                     speed=1.0, duration_s=self.options.freshness_s)
         wait_for_group(self.settings.kafka_bootstrap, self.group,
                        end_offsets(self.settings.kafka_bootstrap, self.topics.inputs, self.security),
                        timeout_s=300, security=self.security)
-        return _arrival_delays(self.settings.kafka_bootstrap, offsets, sent_at, self.security)
+        return _record_timestamps(self.settings.kafka_bootstrap, since, self.security), began
+
+    def visible_since(self, began: datetime) -> dict[str, int]:
+        """event_id -> when its raw row first became visible (ms), for the rows stored since `began`. A batch
+        stored twice (a retry after a crash) leaves two rows until they merge: the first one counts."""
+        warehouse = open_run_store(self.chdb_url)
+        visible: dict[str, int] = {}
+        try:
+            with warehouse.lease() as client:
+                for table in RAW_TABLES.values():
+                    rows = client.query(
+                        f"SELECT toString(event_id), toUnixTimestamp64Milli(min(ingested_at)) "
+                        f"FROM {warehouse.database}.{table} WHERE ingested_at >= {{began:DateTime64(3, 'UTC')}} "
+                        f"GROUP BY event_id", parameters={"began": began}).result_rows
+                    visible.update((key, int(millis)) for key, millis in rows)
+        finally:
+            warehouse.close()
+        return visible
+
+    def check_windows(self) -> dict:
+        """Every window row and the dead letters against the truth."""
+        warehouse = open_run_store(self.chdb_url)
+        try:
+            with warehouse.lease() as client:
+                stored = stored_window_rows(client, warehouse.database)
+                dead = dict(client.query(f"SELECT reason, count() FROM {warehouse.database}.dead_letters "
+                                         f"GROUP BY reason").result_rows)
+        finally:
+            warehouse.close()
+        differences = self.windows.differences(stored)
+        dead_letters = {reason: int(count) for reason, count in dead.items()}
+        return {"correct": not differences and dead_letters == dict(self.windows.dead_letters),
+                "windows_checked": len(self.windows.rows), "window_differences": differences,
+                "dead_letters": dead_letters, "dead_letters_expected": dict(self.windows.dead_letters),
+                "future_time_dead_letters": dead_letters.get("future_time", 0)}
+
+
+def _record_timestamps(bootstrap: str, since: dict[TopicPartition, int], security: dict[str, object]) -> dict[str, int]:
+    """event_id -> Kafka record timestamp (ms) of its first copy, for every record from `since` to the end
+    offsets now (read to the end, not until a quiet spell: a pause on a loaded machine must not drop any)."""
+    stop = end_offsets(bootstrap, list({tp.topic for tp in since}), security)
+    remaining = {tp for tp in since if stop.get(tp, 0) > since[tp]}
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, **security)
+    consumer.assign(list(since))
+    for tp, offset in since.items():
+        consumer.seek(tp, offset)
+    sent: dict[str, int] = {}
+    deadline = time.monotonic() + 300
+    try:
+        while remaining and time.monotonic() < deadline:
+            for tp, records in consumer.poll(timeout_ms=1000, max_records=10_000).items():
+                for record in records:
+                    try:
+                        event_id = orjson.loads(record.value)["event_id"]
+                    except (orjson.JSONDecodeError, KeyError, TypeError):
+                        continue  # not an event: never stored, so never in the sample
+                    sent[event_id] = min(record.timestamp, sent.get(event_id, record.timestamp))
+                if records and records[-1].offset + 1 >= stop[tp]:
+                    remaining.discard(tp)
+    finally:
+        consumer.close()
+    if remaining:
+        raise BenchError(f"could not read back the freshness phase's records of {sorted(map(str, remaining))}")
+    return sent
 
 
 async def _raw_consume(bootstrap: str, start: dict[TopicPartition, int], stop: dict[TopicPartition, int],
@@ -205,12 +404,15 @@ async def _raw_consume(bootstrap: str, start: dict[TopicPartition, int], stop: d
             consumer.seek(tp, first)
         remaining = {tp for tp in partitions}
         count = 0
-        loads = orjson.loads
+        loads, JSONDecodeError = orjson.loads, orjson.JSONDecodeError
         while remaining:
             batches = await consumer.getmany(timeout_ms=1000, max_records=5000)
             for tp, records in batches.items():
                 for record in records:
-                    loads(record.value)
+                    try:
+                        loads(record.value)
+                    except JSONDecodeError:  # the injected malformed messages: read and refused, like the worker
+                        pass
                 count += len(records)
                 if records and records[-1].offset + 1 >= partitions[tp][1]:
                     remaining.discard(tp)
@@ -219,26 +421,82 @@ async def _raw_consume(bootstrap: str, start: dict[TopicPartition, int], stop: d
         await consumer.stop()
 
 
-def _arrival_delays(bootstrap: str, since: dict[TopicPartition, int],
-                    sent_at: dict[tuple[int, str], list[float]], security: dict[str, object]) -> list[float]:
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, consumer_timeout_ms=3000,
-                             **security)
-    consumer.assign(list(since))
-    for tp, offset in since.items():
-        consumer.seek(tp, offset)
-    covered: dict[tuple[int, str], int] = defaultdict(int)
-    delays: list[float] = []
-    for record in consumer:
-        row = orjson.loads(record.value)
-        if row["table"] != "payments_1m":
-            continue
-        key = (int(datetime.fromisoformat(row["window_start"]).timestamp()), row["province_code"])
-        times = sent_at.get(key, [])
-        newly = times[covered[key]: row["version"]]
-        delays.extend(record.timestamp / 1000 - sent for sent in newly)
-        covered[key] = max(covered[key], row["version"])
-    consumer.close()
-    return delays
+def run_sustained(settings: Settings, options: SustainedOptions, say=print) -> dict:
+    """The highest offered rate one worker keeps up with live (lag bounded for a whole step)."""
+    bench = BenchRun(settings, BenchOptions(keep=options.keep), say)
+    say(f"bench topics {bench.prefix}* and group {bench.group} (deleted afterwards)")
+    bench.create_topics()
+    worker = None
+    try:
+        bench.start_offsets()
+        worker = bench.start_worker()
+        steps: list[dict] = []
+        rate = options.start_rate
+        while rate <= options.max_rate:
+            say(f"offering {rate:,.0f} events/s for {options.step_s:.0f} s…")
+            step = _sustained_step(bench, rate, options)
+            steps.append(step)
+            say(f"  offered {step['offered_events_per_s']:,.0f}/s, lag in the second half at most "
+                f"{step['max_lag_events']:,} events: {'held' if step['held'] else 'not held'}")
+            if not step["held"]:
+                break
+            rate *= options.factor
+    finally:
+        if worker is not None:
+            worker.send_signal(signal.SIGTERM)
+            try:
+                worker.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+        bench.delete_topics()
+        if not options.keep:
+            import shutil
+
+            shutil.rmtree(bench.state, ignore_errors=True)
+    held = [step["offered_events_per_s"] for step in steps if step["held"]]
+    last = steps[-1] if steps else {}
+    # "producer": the figure is a lower bound, this machine could not offer more; "lag": the worker's limit.
+    stopped_by = "max_rate" if last.get("held") else last.get("limited_by", "lag")
+    return {"sustained_events_per_s": round(max(held, default=0.0)), "stopped_by": stopped_by,
+            "step_s": options.step_s,
+            "lag_bound_s": options.lag_bound_s, "steps": steps, "cpus": os.cpu_count()}
+
+
+def step_held(rate: float, offered: float, lags: list[tuple[float, int]],
+              options: SustainedOptions) -> tuple[bool, int]:
+    """(did the step hold, the largest lag of its second half): the producer offered the rate within 5 % and
+    the lag samples (seconds into the step, messages) of the second half stayed within lag_bound_s of input.
+    The first half is left out: a worker catching up on the step's first seconds is not falling behind."""
+    late_half = [lag for at, lag in lags if at >= options.step_s / 2] or [lag for _, lag in lags]
+    max_lag = max(late_half, default=0)
+    return offered >= 0.95 * rate and max_lag <= rate * options.lag_bound_s, max_lag
+
+
+def _sustained_step(bench: BenchRun, rate: float, options: SustainedOptions) -> dict:
+    bootstrap, security, group = bench.settings.kafka_bootstrap, bench.security, bench.group
+    sent: list[int] = []
+    began = time.monotonic()
+    producer = threading.Thread(target=lambda: sent.append(bench.produce(
+        None, rate=rate, start=datetime.now(timezone.utc) - timedelta(seconds=FRESHNESS_START_BEHIND_S),
+        speed=1.0, duration_s=options.step_s)), daemon=True)
+    producer.start()
+    lags: list[tuple[float, int]] = []
+    while producer.is_alive():
+        ends = end_offsets(bootstrap, bench.topics.inputs, security)
+        committed = committed_offsets(bootstrap, group, security)
+        lags.append((time.monotonic() - began, sum(max(0, end - committed.get(tp, 0)) for tp, end in ends.items())))
+        time.sleep(1.0)
+    producer.join()
+    offered = (sent[0] if sent else 0) / max(bench.send_seconds, 1e-9)
+    held, max_lag = step_held(rate, offered, lags, options)
+    try:  # let the worker drain before the next step, so each step starts without a backlog
+        wait_for_group(bootstrap, group, end_offsets(bootstrap, bench.topics.inputs, security), timeout_s=120,
+                       security=security)
+    except TimeoutError:
+        held = False
+    short = offered < 0.95 * rate  # the producer (same machine) could not offer the rate: no verdict on the worker
+    return {"target_events_per_s": round(rate), "offered_events_per_s": round(offered), "max_lag_events": max_lag,
+            "held": held, **({"limited_by": "producer"} if short else {})}
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -260,8 +518,9 @@ def run(settings: Settings, options: BenchOptions, say=print) -> dict:
 def _measure(bench: BenchRun, options: BenchOptions, say) -> dict:
     settings = bench.settings
     start = bench.start_offsets()
-    say(f"producing {options.events:,} events…")
-    produced = bench.produce(options.events, rate=None, start=None, speed=60.0)
+    say(f"producing {options.events:,} events (faults {BENCH_FAULTS})…")
+    messages = bench.produce(options.events, rate=None, start=None, speed=60.0, faults=BENCH_FAULTS)
+    counted = bench.windows.counted
     stop = end_offsets(settings.kafka_bootstrap, bench.topics.inputs, kafka_options(settings))
     say("timing one worker from start to its last stored offset…")
     began = time.monotonic()
@@ -271,28 +530,40 @@ def _measure(bench: BenchRun, options: BenchOptions, say) -> dict:
         say("timing the raw consume baseline…")
         baseline_count, baseline_s = bench.baseline(start, stop)
         say(f"measuring freshness at {options.rate:,.0f} events/s for {options.freshness_s:.0f} s…")
-        delays = bench.freshness()
+        sent, freshness_began = bench.freshness()
     finally:
         worker.send_signal(signal.SIGTERM)
         try:
             worker.wait(timeout=60)
         except subprocess.TimeoutExpired:
             worker.kill()
-    correct, _ = bench.totals_match()
+    delays = freshness_delays(sent, bench.visible_since(freshness_began))
+    check = bench.check_windows()
     baseline_rate = baseline_count / baseline_s
     result = {
-        "events": produced,
+        "events": options.events,
         "seconds": round(seconds, 2),
-        "events_per_s": round(produced / seconds),
+        "events_per_s": round(counted / seconds),  # distinct valid events stored; no dead letters, no copies
+        "messages_per_s": round(messages / seconds),
         "baseline_consume_events_per_s": round(baseline_rate),
-        "ratio": round(produced / seconds / baseline_rate, 3),
+        "ratio": round(messages / seconds / baseline_rate, 3),
         "freshness_p50_s": round(_percentile(delays, 50), 3),
         "freshness_p95_s": round(_percentile(delays, 95), 3),
+        "freshness_p99_s": round(_percentile(delays, 99), 3),
+        "freshness_max_s": round(max(delays, default=float("nan")), 3),
         "worker_peak_rss_mb": round(peak_rss, 1),
-        "correct": correct,
+        "correct": check["correct"],
+        "windows_checked": check["windows_checked"],
+        "dead_letters": check["dead_letters"],
+        "dead_letters_expected": check["dead_letters_expected"],
+        "future_time_dead_letters": check["future_time_dead_letters"],
         "freshness_samples": len(delays),
+        "messages": messages,
+        "faults": BENCH_FAULTS,
         "cpus": os.cpu_count(),
     }
+    if check["window_differences"]:
+        say("window rows that differ from the truth: " + "; ".join(check["window_differences"]))
     if not options.keep:
         import shutil
 

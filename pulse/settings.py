@@ -119,6 +119,9 @@ class Settings(BaseSettings):
     watermark_quorum: int = Field(default=3, ge=1)
     max_message_bytes: int = 256 * 1024
     batch_max_events: int = 20_000
+    # A batch is also flushed once its messages hold this many bytes, so that large messages cannot make the
+    # worker's buffers (fetched records, decoded events, insert text) grow past a known size.
+    batch_max_bytes: int = Field(default=16 * 2**20, ge=1)
     batch_within_s: float = 0.5
     sink_retry_max_s: float = 30.0
     # How long the group waits for a member that stopped heartbeating. A worker that crashed (SIGKILL, OOM)

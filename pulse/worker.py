@@ -45,6 +45,7 @@ def stream_config(settings: Settings) -> StreamConfig:
         deadletter_topic=settings.topics.deadletter,
         windows_topic=settings.topics.windows,
         batch_max_events=settings.batch_max_events,
+        batch_max_bytes=settings.batch_max_bytes,
         batch_within_s=settings.batch_within_s,
         retry_max_s=settings.sink_retry_max_s,
         session_timeout_s=settings.kafka_session_timeout_s,

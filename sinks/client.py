@@ -31,6 +31,12 @@ class ClickHouseUrlError(PulseError, ValueError):
     """A ClickHouse URL this client cannot use; the message shows it redacted."""
 
 
+# The embedded engine's caches, sized for one worker's store instead of a server's defaults (5 GiB each for
+# marks and primary indexes): they only fill as parts are read, but nothing else bounds them in the worker.
+CHDB_ENGINE_OPTIONS = {"mark_cache_size": str(64 * 2**20), "index_mark_cache_size": str(16 * 2**20),
+                       "primary_index_cache_size": str(64 * 2**20), "uncompressed_cache_size": "0"}
+
+
 class StoreBusy(PulseError, TimeoutError):
     """The embedded store stayed locked by another process for longer than the allowed wait."""
 
@@ -95,7 +101,8 @@ class Warehouse:
             self._lock_embedded_store()
             try:
                 self.chdb_path.mkdir(parents=True, exist_ok=True)
-                self._client = clickhouse_connect.get_client(interface="chdb", path=str(self.chdb_path))
+                self._client = clickhouse_connect.get_client(interface="chdb", path=str(self.chdb_path),
+                                                             chdb_options=CHDB_ENGINE_OPTIONS)
             except BaseException:
                 self._release()
                 raise

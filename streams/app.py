@@ -37,6 +37,7 @@ class StreamConfig:
     session_timeout_s: float = 15.0
     broker_credentials: object | None = None
     datadir: str | None = None  # Faust's own working files; default is a folder in the working directory
+    batch_max_bytes: int = 16 * 2**20  # message bytes that also close a batch (memory bounded for large messages)
 
 
 def _window_key(row: dict) -> bytes:
@@ -50,8 +51,9 @@ def _json_default(value: object) -> str:
 class Ingest:
     """Collects fetched records across partitions into one batch, stores it, then acks it.
 
-    A batch is flushed when it reaches `batch_max_events` (awaited inside the fetch loop, so fetching
-    waits: backpressure) or when its oldest record is `batch_within_s` old (a timer). Records are acked
+    A batch is flushed when it reaches `batch_max_events` or `batch_max_bytes` of message values (awaited
+    inside the fetch loop, so fetching waits: backpressure) or when its oldest record is `batch_within_s`
+    old (a timer). Records are acked
     only after their batch is stored, and Faust commits only acked offsets.
     """
 
@@ -63,6 +65,7 @@ class Ingest:
         self.windows = app.topic(config.windows_topic, key_serializer="raw", value_serializer="raw")
         self.pending: list[tuple[TP, list]] = []
         self.pending_count = 0
+        self.pending_bytes = 0
         self.oldest = 0.0
         self.flushing = asyncio.Lock()
         self.in_flight: asyncio.Future | None = None
@@ -75,8 +78,9 @@ class Ingest:
             self.oldest = time.monotonic()
         self.pending.append((tp, records))
         self.pending_count += len(records)
+        self.pending_bytes += sum([len(r.value) for r in records if r.value is not None])
         metrics.SINK_BUFFERED.set(self.pending_count)
-        if self.pending_count >= self.config.batch_max_events:
+        if self.pending_count >= self.config.batch_max_events or self.pending_bytes >= self.config.batch_max_bytes:
             # One batch may be stored while the next one is fetched; a third waits (backpressure).
             if self.in_flight is not None:
                 await asyncio.shield(self.in_flight)
@@ -89,7 +93,7 @@ class Ingest:
         async with self.flushing:
             if not self.pending:
                 return
-            batch, self.pending, self.pending_count = self.pending, [], 0
+            batch, self.pending, self.pending_count, self.pending_bytes = self.pending, [], 0, 0
             messages = [Message(r.topic, r.partition, r.offset, r.key, r.value, r.timestamp / 1000)
                         for _, records in batch for r in records]
             began = time.monotonic()

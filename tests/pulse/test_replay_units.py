@@ -109,7 +109,8 @@ def test_pacing_follows_event_time_at_the_given_factor(tmp_path: Path) -> None:
     got = list(chunks(source, source.initial_cursor(), size=100, max_wall_s=60, pacer=EventTimePacer(300),
                       limit=None, stop=threading.Event()))
     elapsed = time.monotonic() - started
-    assert 0.9 <= elapsed < 3.0
+    # It paced (the gaps add up to 1.0 s); the upper bound only catches a hang, not a busy machine.
+    assert 0.9 <= elapsed < 30.0
     assert sum(len(c.records) for c in got) == 6
     assert len(got) >= 5, "a chunk must be handed on before each pause, not held back"
 

@@ -40,7 +40,11 @@ def _endless():
     return run.generator.events(None)
 
 
-def test_produce_holds_the_rate_within_five_percent() -> None:
+def test_produce_never_runs_ahead_of_the_rate() -> None:
+    """Behaviour, not the machine's speed: the n-th message is never sent before its slot (start + n / rate),
+    and no half second carries more than its share plus the catch-up the pacer allows after a stall. The exact
+    schedule is pinned on a fake clock below; a busy machine can only make the real run send later, never
+    sooner, so the lower bound is loose (a third of the asked rate)."""
     rate, seconds = 2000.0, 2.0
     sink = FakeProducer()
     events = _endless()
@@ -48,11 +52,15 @@ def test_produce_holds_the_rate_within_five_percent() -> None:
     counts = produce(events, sink, TOPICS, rate=rate, deadline=started + seconds)
     times = [t for t, *_ in sink.sent]
     assert sum(counts.values()) == len(times)
-    assert len(times) == pytest.approx(rate * seconds, rel=0.05)
+    slack = Pacer.MIN_SLEEP_S + 0.001  # the pacer does not sleep for less than MIN_SLEEP_S
+    early = [n for n, t in enumerate(times) if t - started < n / rate - slack]
+    assert not early, f"{len(early)} messages sent before their slot (first: #{early[0]})"
     for half in range(4):  # every half second on its own
         low = started + half * 0.5
         inside = sum(low <= t < low + 0.5 for t in times)
-        assert inside == pytest.approx(rate * 0.5, rel=0.05), half
+        assert inside <= rate * (0.5 + Pacer.MAX_BACKLOG_S) + 1, half
+    assert len(times) <= rate * (seconds + slack) + 2  # slot 0 is at the start, and the last may fall on the deadline
+    assert len(times) >= rate * seconds / 3, "the pacer held back far more than asked"
     assert sink.flushed == 1
     assert {topic for _, topic, _, _ in sink.sent} == set(TOPICS.values())
 
@@ -68,9 +76,10 @@ def test_a_stall_is_not_repaid_with_a_burst() -> None:
     # Within a second of the stall at most the allowed backlog (1 s) plus a second's worth is sent...
     burst = sum(after <= t < after + 1.0 for t in times)
     assert burst <= rate * (1.0 + Pacer.MAX_BACKLOG_S) * 1.05
-    # ... and the rate afterwards is the asked one again.
-    tail = sum(after + 1.2 <= t < after + 1.45 for t in times)
-    assert tail == pytest.approx(rate * 0.25, rel=0.1)
+    # ... and afterwards the rate is the asked one again: never more (the backlog is spent), and sending goes
+    # on (a loose lower bound: a loaded machine only ever sends later).
+    tail = sum(after + 1.2 <= t < after + 2.2 for t in times)
+    assert rate * 0.3 <= tail <= rate * 1.05 + 1
 
 
 def test_pacer_schedule_on_a_fake_clock() -> None:

@@ -1,0 +1,85 @@
+"""Batches close on bytes as well as on events, so large messages cannot grow the worker's buffers unbounded."""
+from __future__ import annotations
+
+import asyncio
+
+from aiokafka.structs import ConsumerRecord
+from faust.types import TP
+
+from streams.app import Ingest, StreamConfig
+from streams.pipeline import Message, Outcome
+
+
+class _Topic:
+    def send_soon(self, **_: object) -> None:
+        pass
+
+
+class _Consumer:
+    def __init__(self) -> None:
+        self.acked: list[int] = []
+
+    def assignment(self) -> set[TP]:
+        return {TP("in", 0)}
+
+    def ack_records(self, tp: TP, records: list) -> None:
+        self.acked += [record.offset for record in records]
+
+
+class _App:
+    """The few parts of the Faust app that Ingest uses (topics to publish on, the consumer to ack)."""
+
+    should_stop = False
+
+    def __init__(self) -> None:
+        self.consumer = _Consumer()
+
+    def topic(self, *_: object, **__: object) -> _Topic:
+        return _Topic()
+
+
+class _Recorder:
+    """Stands in for the Pipeline: records the size of each batch it is given."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[Message]] = []
+
+    def process(self, messages: list[Message]) -> Outcome:
+        self.batches.append(messages)
+        return Outcome([], [], len(messages), 0)
+
+
+def _records(first: int, count: int, size: int) -> list[ConsumerRecord]:
+    return [ConsumerRecord("in", 0, offset, 0, 0, None, b"x" * size, None, 0, size, []) for offset in
+            range(first, first + count)]
+
+
+def _config(max_events: int, max_bytes: int) -> StreamConfig:
+    return StreamConfig(app_id="t", broker="kafka://127.0.0.1:1", input_topics=("in",), deadletter_topic="dl",
+                        windows_topic="w", batch_max_events=max_events, batch_within_s=60.0, retry_max_s=1.0,
+                        batch_max_bytes=max_bytes)
+
+
+def _feed(config: StreamConfig, size: int, fetches: int) -> tuple[_Recorder, _App]:
+    async def run() -> tuple[_Recorder, _App]:
+        app, pipeline = _App(), _Recorder()
+        ingest = Ingest(app, pipeline, config)  # type: ignore[arg-type]
+        for fetch in range(fetches):
+            await ingest.on_records(TP("in", 0), _records(fetch * 5, 5, size))
+        if ingest.in_flight is not None:
+            await ingest.in_flight
+        return pipeline, app
+
+    return asyncio.run(run())
+
+
+def test_large_messages_close_a_batch_by_bytes_long_before_the_event_limit() -> None:
+    pipeline, app = _feed(_config(max_events=10_000, max_bytes=10_000), size=1_000, fetches=4)
+    # A flush takes what is pending when it runs, so a batch holds the bound plus at most one more fetch.
+    assert pipeline.batches and all(len(batch) * 1_000 <= 10_000 + 5 * 1_000 for batch in pipeline.batches)
+    assert app.consumer.acked == list(range(sum(len(batch) for batch in pipeline.batches)))
+
+
+def test_without_a_byte_bound_the_same_messages_wait_for_the_event_limit_or_the_timer() -> None:
+    pipeline, _ = _feed(_config(max_events=10_000, max_bytes=10_000_000), size=1_000, fetches=4)
+    assert pipeline.batches == []
