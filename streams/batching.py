@@ -152,6 +152,7 @@ class BulkConsumer(faust_aiokafka.Consumer):
         # so without it every lagging partition is reported "stream idle"
         # once stream_processing_timeout has passed.
         self.app.monitor.stream_inbound_time[tp] = monotonic()
+        generation = self.app.consumer_generation_id
         task = asyncio.ensure_future(handler(tp, records))
         task.add_done_callback(lambda _: self._release(marker))
         # shield(): on rebalance and on shutdown Faust stops the fetcher
@@ -160,7 +161,31 @@ class BulkConsumer(faust_aiokafka.Consumer):
         # batch.  So the handler runs to completion, acks, and then the
         # marker goes, which is what wait_empty() waits for.
         await asyncio.shield(task)
-        self._read_offset[tp] = last.offset
+        # A rebalance while the handler ran has set the read offset of the new assignment (seek to the
+        # committed offset): leave it, or the next fetch would look like a hole or like a re-read.
+        if self.app.consumer_generation_id == generation:
+            self._read_offset[tp] = last.offset
+
+    async def _rewind(self, undelivered: Dict[TP, int]) -> None:
+        """Seek partitions whose fetched records were not handed out back to the first of them.
+
+        Records are left out when their partition is paused or revoked, or when the generation changes
+        part-way through a fetch, but the fetch position has already moved past them. Without a seek the
+        next batch of a partition this worker still holds starts after a hole, which ``_accept`` takes for
+        a compaction gap and commits past: those records would never be processed by anyone (seen as
+        lost events with three workers and a rebalance). Stock ``getmany`` seeks back to the committed
+        offsets for the same reason when flow stops; this seeks only what was skipped.
+        """
+        if not undelivered:
+            return
+        assigned = self.assignment()
+        for tp, offset in undelivered.items():
+            if tp not in assigned:
+                continue  # revoked: its next owner starts from the committed offset
+            try:
+                await self.seek(tp, offset)
+            except Exception as exc:  # noqa: BLE001 - a rebalance may have taken it meanwhile
+                self.log.warning("seek back to %s@%d failed: %r", tp, offset, exc)
 
     def _release(self, marker: Message) -> None:
         """Handler finished (ok, error or cancelled): drop the batch marker.
@@ -209,11 +234,13 @@ class BulkConsumer(faust_aiokafka.Consumer):
                     except Exception as exc:
                         self.log.warning("seek while flow stopped failed: %r", exc)
                     continue
+                delivered: Set[TP] = set()
                 for tp, recs in records.items():
                     if not self.flow_active or app.consumer_generation_id != generation_id:
                         break
                     if active is not None and tp not in active and tp not in buffered:
                         continue
+                    delivered.add(tp)
                     monitor.track_tp_end_offset(tp, self.highwater(tp))
                     handler = handlers.get(tp.topic)
                     if handler is not None:
@@ -223,6 +250,8 @@ class BulkConsumer(faust_aiokafka.Consumer):
                     if self._commit_every is not None and self._n_acked >= self._commit_every:
                         self._n_acked = 0
                         await self.commit()
+                await self._rewind({tp: recs[0].offset for tp, recs in records.items()
+                                    if recs and tp not in delivered})
                 self.diag.unset_flag("FETCHING")
         except self.consumer_stopped_errors:
             if self.transport.app.should_stop:
