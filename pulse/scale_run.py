@@ -1,7 +1,7 @@
 """A measured run of the scaled-out set-up (docs/scaling.md): a steady load of calibrated events (no faults,
 event time = now) at --rate for --minutes into a replicated Kafka cluster, stored by --workers workers of
-one consumer group; reports consumer lag over the run, freshness (event produced -> its window row
-written and published) and whether the window totals equal what was sent.
+one consumer group; reports consumer lag over the run, freshness (Kafka record timestamp -> its raw row
+visible in ClickHouse, every event) and whether the window totals equal what was sent.
 
     python -m pulse.scale_run --minutes 10 --rate 3500 --workers 2     # its own 3 brokers on free ports
     python -m pulse.scale_run --bootstrap 127.0.0.1:9092,127.0.0.1:9192,127.0.0.1:9292 ...   # running brokers
@@ -19,14 +19,20 @@ import statistics
 import sys
 import threading
 import time
-from collections import defaultdict
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from pulse import infra, kafka_cluster
-from pulse.bench import BenchOptions, BenchRun, _arrival_delays, _percentile
+from pulse.bench import (
+    FRESHNESS_START_BEHIND_S,
+    BenchOptions,
+    BenchRun,
+    _percentile,
+    _record_timestamps,
+    freshness_delays,
+)
 from pulse.kafka_tools import committed_offsets, end_offsets, wait_for_group
-from pulse.settings import STREAM_TOPICS, TOPIC_WINDOWS, Settings
+from pulse.settings import STREAM_TOPICS, Settings
 
 SAMPLE_S = 5.0
 PARTITIONS = 12
@@ -68,19 +74,19 @@ def measure(settings: Settings, *, minutes: float, rate: float, workers: int, dr
             say=print) -> dict:
     run = BenchRun(settings, BenchOptions(rate=rate, freshness_s=minutes * 60), say)
     run.start_offsets()
-    windows_from = end_offsets(settings.kafka_bootstrap, [TOPIC_WINDOWS], run.security)
+    inputs_from = end_offsets(settings.kafka_bootstrap, STREAM_TOPICS.values(), run.security)
     # The workers share one store and hand it to each other between flushes (PULSE_CHDB_KEEP_OPEN=false).
     worker_env = {"PULSE_CHDB_KEEP_OPEN": "false", "PULSE_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
                   "PULSE_STATE_DIR": str(run.state)}
     processes = [run.start_worker(supervised=True, extra_env=worker_env) for _ in range(workers)]
     sampler = LagSampler(run)
     sampler.start()
-    sent_at: dict = defaultdict(list)
     try:
         say(f"sending {rate:,.0f} events/s for {minutes:g} min to {workers} workers…")
         began = time.monotonic()
-        sent = run.produce(None, rate=rate, start=datetime.now(timezone.utc), speed=1.0,
-                           duration_s=minutes * 60, sent_at=sent_at)
+        load_began = datetime.now(timezone.utc)
+        sent = run.produce(None, rate=rate, start=load_began - timedelta(seconds=FRESHNESS_START_BEHIND_S),
+                           speed=1.0, duration_s=minutes * 60)
         sending_s = time.monotonic() - began
         say("waiting for the workers to store the rest…")
         drain_s = wait_for_group(settings.kafka_bootstrap, run.group,
@@ -92,7 +98,9 @@ def measure(settings: Settings, *, minutes: float, rate: float, workers: int, dr
         for process in processes:
             process.send_signal(signal.SIGTERM)
         exits = [process.wait(timeout=120) for process in processes]
-    delays = _arrival_delays(settings.kafka_bootstrap, windows_from, sent_at, run.security)
+    # Freshness as `pulse bench` measures it: Kafka record timestamp -> the raw row's visibility, every event.
+    delays = freshness_delays(_record_timestamps(settings.kafka_bootstrap, inputs_from, run.security),
+                              run.visible_since(load_began))
     correct, found = run.totals_match()
     lags = [lag for _, lag in sampler.samples]
     return {

@@ -184,7 +184,7 @@ class BulkConsumer(faust_aiokafka.Consumer):
                 continue  # revoked: its next owner starts from the committed offset
             try:
                 await self.seek(tp, offset)
-            except Exception as exc:  # noqa: BLE001 - a rebalance may have taken it meanwhile
+            except Exception as exc:
                 self.log.warning("seek back to %s@%d failed: %r", tp, offset, exc)
 
     def _release(self, marker: Message) -> None:
