@@ -206,8 +206,8 @@ class IsolatedRun:
         self.security = kafka_options(settings)
 
     # -- set-up and clean-up ---------------------------------------------------------------------
-    def create_topics(self) -> None:
-        infra.create_topics(self.settings)
+    def create_topics(self, replication_factor: int = 1) -> None:
+        infra.create_topics(self.settings, replication_factor=replication_factor)
 
     def delete_topics(self) -> None:
         """The run's topics and consumer group; called however the run ends."""

@@ -32,7 +32,7 @@ from pulse.bench import (
     freshness_delays,
 )
 from pulse.kafka_tools import committed_offsets, end_offsets, wait_for_group
-from pulse.settings import STREAM_TOPICS, Settings
+from pulse.settings import Settings
 
 SAMPLE_S = 5.0
 PARTITIONS = 12
@@ -49,7 +49,7 @@ class LagSampler(threading.Thread):
 
     def lag(self) -> int:
         bootstrap, security = self.bench.settings.kafka_bootstrap, self.bench.security
-        ends = end_offsets(bootstrap, STREAM_TOPICS.values(), security)
+        ends = end_offsets(bootstrap, self.bench.topics.inputs, security)
         committed = committed_offsets(bootstrap, self.bench.group, security)
         return sum(max(0, end - committed.get(tp, 0)) for tp, end in ends.items())
 
@@ -73,8 +73,18 @@ def _start_cluster(settings: Settings) -> tuple[Settings, list[kafka_cluster.Bro
 def measure(settings: Settings, *, minutes: float, rate: float, workers: int, drain_timeout_s: float = 900,
             say=print) -> dict:
     run = BenchRun(settings, BenchOptions(rate=rate, freshness_s=minutes * 60), say)
+    replicas = min(len(settings.kafka_bootstrap.split(",")), kafka_cluster.REPLICATION_FACTOR)
+    run.create_topics(replication_factor=replicas)
+    try:
+        return _measure(run, minutes=minutes, rate=rate, workers=workers, drain_timeout_s=drain_timeout_s, say=say)
+    finally:
+        run.delete_topics()
+
+
+def _measure(run: BenchRun, *, minutes: float, rate: float, workers: int, drain_timeout_s: float, say) -> dict:
+    settings = run.settings
     run.start_offsets()
-    inputs_from = end_offsets(settings.kafka_bootstrap, STREAM_TOPICS.values(), run.security)
+    inputs_from = end_offsets(settings.kafka_bootstrap, run.topics.inputs, run.security)
     # The workers share one store and hand it to each other between flushes (PULSE_CHDB_KEEP_OPEN=false).
     worker_env = {"PULSE_CHDB_KEEP_OPEN": "false", "PULSE_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
                   "PULSE_STATE_DIR": str(run.state)}
@@ -90,7 +100,7 @@ def measure(settings: Settings, *, minutes: float, rate: float, workers: int, dr
         sending_s = time.monotonic() - began
         say("waiting for the workers to store the rest…")
         drain_s = wait_for_group(settings.kafka_bootstrap, run.group,
-                                 end_offsets(settings.kafka_bootstrap, STREAM_TOPICS.values(), run.security),
+                                 end_offsets(settings.kafka_bootstrap, run.topics.inputs, run.security),
                                  timeout_s=drain_timeout_s, security=run.security)
     finally:
         sampler.stop.set()
@@ -101,7 +111,7 @@ def measure(settings: Settings, *, minutes: float, rate: float, workers: int, dr
     # Freshness as `pulse bench` measures it: Kafka record timestamp -> the raw row's visibility, every event.
     delays = freshness_delays(_record_timestamps(settings.kafka_bootstrap, inputs_from, run.security),
                               run.visible_since(load_began))
-    correct, found = run.totals_match()
+    check = run.check_windows()
     lags = [lag for _, lag in sampler.samples]
     return {
         "events": sent, "seconds": round(sending_s, 1), "events_per_s": round(sent / sending_s, 1),
@@ -110,7 +120,8 @@ def measure(settings: Settings, *, minutes: float, rate: float, workers: int, dr
         "lag_median_messages": _quantile(lags, 50), "lag_max_s": round(max(lags, default=0) / rate, 2),
         "drain_s": round(drain_s, 1), "freshness_p50_s": round(_percentile(delays, 50), 3),
         "freshness_p95_s": round(_percentile(delays, 95), 3), "freshness_p99_s": round(_percentile(delays, 99), 3),
-        "freshness_samples": len(delays), "worker_exits": exits, "correct": correct, "stored_totals": found,
+        "freshness_samples": len(delays), "worker_exits": exits, "correct": check["correct"],
+        "windows_checked": check["windows_checked"], "window_differences": check["window_differences"],
         "lag_samples": sampler.samples, "state": str(run.state),
     }
 
