@@ -16,9 +16,11 @@ from tests.support.kpi_events import ELIGIBLE, OFFERED_01, hand_events, store_th
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClickHouseSink]:
     sink = ClickHouseSink(Warehouse(f"chdb://{tmp_path_factory.mktemp('index') / 'ch'}", keep_open=True))
-    assert store_through_pipeline(sink) == len({e["event_id"] for e in hand_events()})  # copies count once
-    yield sink
-    sink.close()
+    try:  # one embedded engine per process: a store left open breaks every later test's store
+        assert store_through_pipeline(sink) == len({e["event_id"] for e in hand_events()})  # copies count once
+        yield sink
+    finally:
+        sink.close()
 
 
 def query(sink: ClickHouseSink, sql: str) -> list[tuple]:
