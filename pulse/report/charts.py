@@ -12,7 +12,7 @@ from datetime import date
 
 import matplotlib
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter
+from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from pulse.report.content import SERVICE_GROUP_LABELS, SERVICE_GROUP_MAXIMA, RankedProvince, ServiceIndexScore
 from pulse.report.formatting import vn_decimal, vn_int, vn_pct
@@ -27,6 +27,12 @@ STYLE = {"svg.fonttype": "path", "font.family": "DejaVu Sans", "font.size": 9, "
 
 percent_axis = FuncFormatter(lambda value, _: vn_pct(value, 0))
 count_axis = FuncFormatter(lambda value, _: vn_int(value))
+
+
+def _counts_on(axis) -> None:  # a matplotlib Axis
+    """Whole-number ticks only: a count axis labelled 0, 0, 1, 1, 2 (halves rounded) misleads."""
+    axis.set_major_locator(MaxNLocator(nbins=5, integer=True))
+    axis.set_major_formatter(count_axis)
 
 
 def to_svg(figure: Figure, name: str) -> str:
@@ -87,19 +93,26 @@ def trend_chart(days: Sequence[date], series: dict[str, Sequence[float | None]],
 def volume_chart(days: Sequence[date], stacks: dict[str, Sequence[int]], title: str, name: str) -> str:
     """Daily counts as stacked bars."""
     with matplotlib.rc_context(STYLE):
+        return to_svg(volume_figure(days, stacks, title), name)
+
+
+def volume_figure(days: Sequence[date], stacks: dict[str, Sequence[int]], title: str) -> Figure:
+    with matplotlib.rc_context(STYLE):
         figure = new_figure(7.5, 2.6)
         axes = figure.add_subplot()
         bottom = [0] * len(days)
         for colour, (label, values) in zip(SERIES, stacks.items()):
             axes.bar(days, values, bottom=bottom, color=colour, label=label, width=0.8)
             bottom = [b + v for b, v in zip(bottom, values)]
-        axes.yaxis.set_major_formatter(count_axis)
+        _counts_on(axes.yaxis)
+        axes.set_ylim(0, max(bottom, default=0) * 1.08 or 1)
         _day_axis(axes, days)
-        axes.legend(loc="upper left", frameon=False, ncols=3, fontsize=8)
+        # Under the axes, as in the trend chart: inside them the tallest bars would cover it.
+        axes.legend(loc="upper left", bbox_to_anchor=(0, -0.12), frameon=False, ncols=3, fontsize=8)
         axes.set_title(title, loc="left")
         axes.grid(axis="y", color="#e5e5e5")
         axes.set_axisbelow(True)
-        return to_svg(figure, name)
+        return figure
 
 
 def service_index_chart(score: ServiceIndexScore) -> str:
@@ -125,6 +138,11 @@ def service_index_chart(score: ServiceIndexScore) -> str:
 def category_chart(rows: Sequence[tuple[str, int, int, int]], labels: dict[str, str]) -> str:
     """Successful cashless payments per category (count), with their value in millions of đồng."""
     with matplotlib.rc_context(STYLE):
+        return to_svg(category_figure(rows, labels), "categories")
+
+
+def category_figure(rows: Sequence[tuple[str, int, int, int]], labels: dict[str, str]) -> Figure:
+    with matplotlib.rc_context(STYLE):
         figure = new_figure(7.5, 0.9 + 0.4 * max(1, len(rows)))
         axes = figure.add_subplot()
         ordered = sorted(rows, key=lambda row: -row[2])
@@ -133,10 +151,10 @@ def category_chart(rows: Sequence[tuple[str, int, int, int]], labels: dict[str, 
                        padding=3, fontsize=8)
         axes.set_yticks(range(len(ordered)), [labels.get(row[0], row[0]) for row in ordered])
         axes.invert_yaxis()
-        axes.xaxis.set_major_formatter(count_axis)
+        _counts_on(axes.xaxis)
         axes.set_xlim(0, max((row[2] for row in ordered), default=1) * 1.35 or 1)
         axes.set_title("Successful cashless payments by category", loc="left")
-        return to_svg(figure, "categories")
+        return figure
 
 
 def cumulative_chart(days: Sequence[date], series: dict[str, Sequence[int]], title: str, name: str) -> str:
@@ -151,7 +169,7 @@ def cumulative_chart(days: Sequence[date], series: dict[str, Sequence[int]], tit
                 running.append(total)
             axes.plot(days, running, color=colour, linewidth=2, label=label)
             axes.fill_between(days, running, color=colour, alpha=0.08)
-        axes.yaxis.set_major_formatter(count_axis)
+        _counts_on(axes.yaxis)
         _day_axis(axes, days)
         axes.legend(loc="upper left", frameon=False, fontsize=8)
         axes.set_title(title, loc="left")
