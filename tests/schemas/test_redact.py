@@ -16,7 +16,8 @@ SECRET_TEXT = st.text(alphabet=st.one_of(st.sampled_from("/?#@:%&=;"), st.charac
        query=st.sampled_from(["", "?database=pulse", "#frag"]))
 def test_no_generated_password_appears_in_the_output(user: str, password: str, scheme: str, query: str) -> None:
     rest = HOST + query
-    assume(password not in scheme + rest and user not in scheme + rest)  # a password equal to "8" is in the port
+    # A password equal to "8" is in the port, one equal to "@" or "*" in the mask's "***@": found in any output.
+    assume(password not in scheme + rest + "***@" and user not in scheme + rest + "***@")
     url = f"{scheme}{user}:{password}@{rest}"
     for shown in (redact_url(url), redact_url(url, mask=None), redact_url(url, mask=None, keep_query=False)):
         assert password not in shown and user not in shown, shown
@@ -24,7 +25,8 @@ def test_no_generated_password_appears_in_the_output(user: str, password: str, s
 
 @given(password=SECRET_TEXT.filter(lambda text: not set(text) & set("&;#")))
 def test_a_password_in_the_query_string_is_masked(password: str) -> None:
-    assume(password not in "https://h/db?user=u&password=")
+    # A password that is part of the fixed text or of the mask ("*", "@") would be "found" in any output.
+    assume(password not in "https://h/db?user=u&password=" and password not in "***@")
     assert password not in redact_url(f"https://h/db?user=u&password={password}")
 
 
