@@ -33,6 +33,8 @@ ALL_FAULTS = ("duplicate=0.05,late=0.05,out_of_order=0.05,too_late=0.05,malforme
 VECTORS = Path(__file__).resolve().parents[1] / "data" / "vietqr_vectors.jsonl"
 SHARED_VECTORS = Path(__file__).resolve().parents[3] / "shared" / "domain" / "vietqr_vectors.jsonl"
 BASE = {"payments": payment(1, 30.5), "dossiers": dossier(2, 61), "identity": activation(3, 7)}
+# A static QR (no amount) agrees with any amount_vnd: the amount's own bounds are then what decides.
+STATIC_PAYMENT = payment(4, 12, qr_payload=encode("970405", "102900000004"))
 # Each JSON type, for "set this field to the wrong type".
 JSON_VALUES: list[Any] = [None, True, False, 0, 1, -1, 1.0, 0.5, 1e3, "", "x", "1", "true", [], [1], {}, {"a": 1}]
 OTHER_DIGITS = ("\u0661", "\uff11", "\u0967", "\u00b9", "\u2460")  # Arabic-Indic, fullwidth, Devanagari, superscript, circled
@@ -71,7 +73,8 @@ BOUNDARIES: dict[str, list[Any]] = {
     "stage": ["rated", "submitted", "returned", "Rated", "unknown"],
     "citizen_ref": ["a" * 64, "A" * 64, "a" * 63, "a" * 65, "g" * 64, "0" * 64, "a" * 63 + "\n", "ａ" * 64, " " + "a" * 63],
     "level": [1, 2, 0, 3, 1.0, True, "1"],
-    "age_band": ["00-00", "99+", "35-44", "60+", "6+", "60++", "35-4", "35_44", "35-44\n", "\u0663\u0665-44", "+60"],
+    "age_band": ["00-00", "99+", "35-44", "60+", "6+", "60++", "35-4", "35_44", "35-44\n", "\u0663\u0665-44", "+60",
+                 "ab+", "1a+", "a1-22", "11-2b", "11+22", "1-+22"],
     "step": ["registered", "approved", "activated", "Activated", ""],
     "category": ["market", "welfare", "other", ""],
     "channel": ["vietqr_static", "vietqr_dynamic", "online", "offline", "VIETQR_STATIC"],
@@ -100,9 +103,9 @@ def simulated_values() -> Iterator[tuple[str, bytes]]:
             yield emitted.stream, emitted.value
 
 
-def mutations(stream: str) -> Iterator[bytes]:
+def mutations(stream: str, event: dict) -> Iterator[bytes]:
     """Systematic changes of one valid event of the stream (module notes)."""
-    base = BASE[stream] | ({"rating": None} if stream == "dossiers" else {})
+    base = event | ({"rating": None} if stream == "dossiers" else {})
     names = list(base) + [name for name in field_names(EVENT_MODELS[stream]) if name not in base]
     yield dumps(base)
     for name in names:
@@ -149,8 +152,8 @@ def corpus() -> Iterator[tuple[str, bytes]]:
         amount = vector.get("amount") or 10_000
         yield "payments", dumps(payment(5_000 + n, qr_payload=vector["payload"], payee_bank_bin=vector.get("bin") or "970405",
                                         amount_vnd=int(amount) if str(amount).isdigit() else 10_000))
-    for stream in BASE:
-        yield from ((stream, value) for value in mutations(stream))
+    for stream, event in [*BASE.items(), ("payments", STATIC_PAYMENT)]:
+        yield from ((stream, value) for value in mutations(stream, event))
 
 
 def same_value(a: object, b: object) -> bool:
