@@ -29,7 +29,6 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from datetime import datetime
-from operator import attrgetter
 from typing import Annotated, Literal, Union
 from uuid import UUID
 
@@ -201,13 +200,6 @@ def field_names(event_type: type) -> tuple[str, ...]:
 def event_fields(event: DecodedEvent) -> dict[str, object]:
     """Field name -> value, in the pydantic model's field order, for either kind of event object (what
     `event.__dict__` gave when every event was a pydantic model)."""
-    kind = type(event)
-    reader = _FIELD_READERS.get(kind)
-    if reader is None:
-        names = field_names(kind)
-        reader = _FIELD_READERS[kind] = (names, attrgetter(*names))
-    names, values = reader
-    return dict(zip(names, values(event)))
-
-
-_FIELD_READERS: dict[type, tuple[tuple[str, ...], Callable[[object], tuple]]] = {}
+    if isinstance(event, FastEvent):
+        return msgspec.structs.asdict(event)  # in C: half the cost of building the dict in Python
+    return {name: getattr(event, name) for name in field_names(type(event))}

@@ -15,6 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterator
 
+import orjson
 import pytest
 
 from pulse.settings import Settings
@@ -177,6 +178,7 @@ def assert_same_as_contract(stream: str, value: bytes) -> bool:
     differing = {name: (have[name], want[name]) for name in want if not same_value(have[name], want[name])}
     assert not differing, (value, differing)
     assert canonical(got) == canonical(expected)
+    assert orjson.dumps(have) == orjson.dumps(want)  # instants written alike too (the raw rows' JSON)
     if stream == "payments":
         assert got.account_masked == expected.account_masked  # type: ignore[union-attr]
     return type(got) is FAST_MODELS[stream]
