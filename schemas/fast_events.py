@@ -29,7 +29,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 from uuid import UUID
 
 import msgspec
@@ -187,7 +187,7 @@ def fast_decoder(stream: str) -> Callable[[bytes], FastEvent | None]:
 
 # What decoding gives for an accepted message: a Struct from the fast path, or the pydantic model where only
 # the contract was sure. Code after decoding uses attribute access only (module notes), so both serve.
-DecodedEvent = Union[Event, FastEvent]
+DecodedEvent = Event | FastEvent
 
 
 def field_names(event_type: type) -> tuple[str, ...]:

@@ -15,14 +15,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from profile_pipeline import messages  # noqa: E402
+from profile_pipeline import messages
 
-from pulse.settings import Settings  # noqa: E402
-from schemas.events import qr_facts  # noqa: E402
-from sinks.client import Warehouse  # noqa: E402
-from sinks.sink import ClickHouseSink  # noqa: E402
-from streams.decode import Rejection, decode_values  # noqa: E402
-from streams.pipeline import Pipeline, fingerprint  # noqa: E402
+from pulse.settings import Settings
+from schemas.events import qr_facts
+from sinks.client import Warehouse
+from sinks.sink import ClickHouseSink
+from streams.decode import Rejection, decode_values
+from streams.pipeline import Pipeline, fingerprint
 
 BATCH = 20_000
 

@@ -32,9 +32,9 @@ import atheris  # noqa: E402 - after the sys.path line above, so the instrumente
 
 with atheris.instrument_imports(include=["streams", "schemas"]):
     from schemas.events import DossierEvent, IdActivation, Payment, mask_personal_data
+    from schemas.fast_events import FastDossierEvent, FastIdActivation, FastPayment, event_fields
     from schemas.vietqr import REASONS, VietQRError, encode
     from schemas.vietqr import decode as decode_vietqr
-    from schemas.fast_events import FastDossierEvent, FastIdActivation, FastPayment, event_fields
     from streams.decode import Rejection, decode_values, validate_by_contract
 
 # Each stream's event kinds: the fast path's Struct, or the pydantic model where only the contract was sure.
