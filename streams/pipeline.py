@@ -123,15 +123,23 @@ def canonical(event: DecodedEvent) -> bytes:
     """The event's content as JSON, instants as Unix seconds: two copies of one event, written with
     different UTC offsets or a legacy province code, give the same bytes. These bytes decide which stored
     copies conflict, across deploys too: tests/streams/test_fingerprint_golden.py pins them."""
-    # datetime.timestamp as orjson's `default`: a C call per instant, no Python frame; anything else that
-    # orjson cannot write fails as before (a TypeError).
-    return orjson.dumps(event_fields(event), default=datetime.timestamp, option=orjson.OPT_PASSTHROUGH_DATETIME)
+    return _canonical_json(event_fields(event))
 
 
 def fingerprint(event: DecodedEvent) -> int:
     """A stable 64-bit digest of `canonical(event)`, never 0 (0 marks copies stored before fingerprints)."""
-    digest = int.from_bytes(blake2b(canonical(event), digest_size=8).digest(), "little")
-    return digest or 1
+    return _digest(event_fields(event))
+
+
+def _canonical_json(fields: dict[str, object]) -> bytes:
+    # datetime.timestamp as orjson's `default`: a C call per instant, no Python frame; anything else that
+    # orjson cannot write fails as before (a TypeError). An instant already given as its Unix seconds (the
+    # float timestamp() returns) is written the same.
+    return orjson.dumps(fields, default=datetime.timestamp, option=orjson.OPT_PASSTHROUGH_DATETIME)
+
+
+def _digest(fields: dict[str, object]) -> int:
+    return int.from_bytes(blake2b(_canonical_json(fields), digest_size=8).digest(), "little") or 1
 
 
 @dataclass(slots=True)
@@ -224,7 +232,9 @@ class Pipeline:
                     f"behind the partition watermark",
                 )
                 continue
-            copy = CountedCopy(fingerprint(result), message.topic, message.partition, message.offset)
+            content = event_fields(result)
+            content["event_time"] = event_ts  # as canonical() writes it: saves computing the timestamp again
+            copy = CountedCopy(_digest(content), message.topic, message.partition, message.offset)
             event_key = result.event_id.int
             first = seen.copies.get(event_key)
             if first == copy:  # this very message, stored before a crash or a rebalance: count it again (idempotent)

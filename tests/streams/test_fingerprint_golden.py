@@ -8,7 +8,8 @@ import pytest
 
 from schemas.fast_events import FAST_MODELS
 from streams.decode import decode_values, validate_by_contract
-from streams.pipeline import canonical, fingerprint
+from sinks.dry_run import DryRunSink
+from streams.pipeline import Message, Pipeline, canonical, fingerprint
 from tests.hardening.hostile import activation, dossier, dumps, payment
 
 CASES = {
@@ -52,3 +53,17 @@ def test_canonical_bytes_are_those_main_wrote() -> None:
     stream, event, _ = CASES["dossier_defaults"]
     [fast] = decode_values(stream, [dumps(event)], 1 << 20)
     assert canonical(fast) == canonical(validate_by_contract(stream, dumps(event))) == CANONICAL_DOSSIER_DEFAULTS
+
+
+def test_the_pipeline_counts_each_copy_with_the_same_fingerprint() -> None:
+    """_route digests the event's fields with the event time it already computed: the same value."""
+    sink = DryRunSink()
+    topics = {"payments": "t.payments", "dossiers": "t.dossiers", "identity": "t.identity"}
+    pipeline = Pipeline(sink, {topic: stream for stream, topic in topics.items()}, lateness_s=1e12,
+                        max_message_bytes=1 << 20, max_future_s=1e12)
+    messages = [Message(topics[stream], 0, offset, None, dumps(event), 0.0)
+                for offset, (stream, event, _) in enumerate(CASES.values())]
+    outcome = pipeline.process(messages)
+    assert outcome.accepted == len(CASES)
+    stored = {stream_and_id[1]: copy.fingerprint for stream_and_id, copy in sink.copies.items()}
+    assert sorted(stored.values()) == sorted(expected for _, _, expected in CASES.values())
