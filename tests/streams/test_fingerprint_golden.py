@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 
 from schemas.fast_events import FAST_MODELS
-from streams.decode import decode_values, validate_by_contract
 from sinks.dry_run import DryRunSink
+from streams.decode import decode_values, validate_by_contract
 from streams.pipeline import Message, Pipeline, canonical, fingerprint
 from tests.hardening.hostile import activation, dossier, dumps, payment
 
