@@ -9,7 +9,7 @@ large corpus of valid, hostile and mutated messages.
 Where the two could disagree, this side says "not sure":
 - Instants: msgspec reads RFC 3339 only (pydantic also reads `T10:00Z`, unix numbers: those go to pydantic)
   and rounds a 7th fractional digit of seconds where pydantic truncates it, so a value with 7 digits after
-  a `.` anywhere goes to pydantic. Naive instants are refused (`tz=True`), bounds checked after decoding.
+  a `.` anywhere goes to pydantic, and so does one with a `.` or a digit written as a JSON escape. Naive instants are refused (`tz=True`), bounds checked after decoding.
 - Text shapes (digits-only codes, hex digests) are checked with `str.strip` over an explicit ASCII
   alphabet: `str.isdigit` and regex `\\d` also take other scripts' digits, and msgspec's `pattern`
   calls Python's `re`, whose `$` also matches before a final newline (and costs ~0.35 us a field).
@@ -52,6 +52,8 @@ _LAST_SAFE_YEAR = LATEST_EVENT_TIME.year - 2  # LATEST is a 1 January
 _PROVINCES = code_map()  # keys: the 2-digit codes, current and legacy
 # msgspec rounds a 7th fractional digit of seconds where pydantic truncates it: such values go to pydantic.
 _LONG_FRACTION = re.compile(rb"\.[0-9]{7}").search
+# ... which a JSON escape could hide from that search ("00.123456\u0037Z"): escaped points and digits go too.
+_ESCAPED_POINT_OR_DIGIT = re.compile(rb"\\u00(?:2[eE]|3[0-9])").search
 Instant = Annotated[datetime, msgspec.Meta(tz=True)]
 ShortText = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 
@@ -171,6 +173,8 @@ def fast_decoder(stream: str) -> Callable[[bytes], FastEvent | None]:
 
     def decoded(value: bytes) -> FastEvent | None:
         if value.find(b"{", 1) >= 0 or b"[" in value or _LONG_FRACTION(value):  # see the module notes
+            return None
+        if b"\\u00" in value and _ESCAPED_POINT_OR_DIGIT(value):
             return None
         if not value.isascii():
             try:

@@ -56,6 +56,12 @@ INSTANTS = [
     "2099-12-31T19:00:00-05:00", "2100-01-01T06:00:00+07:00", "2098-12-31T23:59:59-23:59", "0001-01-01T00:00:00Z",
     "9999-12-31T23:59:59Z", "2026-01-05T00:00:00.000000+07:00", "2026-01-05T07:00:00.000+07:00\n",
 ] + [f"2026-01-05T0{d}:00:00Z" for d in OTHER_DIGITS]
+ESCAPED_INSTANTS = [
+    rb"2026-01-05T00:00:00.123456\u0037Z", rb"2026-01-05T00:00:00\u002e1234567Z", rb"2026-01-05T00:00:00\u002E1234567+07:00",
+    rb"2026-01-05T00:00:00.12\u00334567Z", rb"2026-01-05T00:00:00.123\u0034Z", rb"\u0032026-01-05T00:00:00Z",
+    rb"2026-01-05\u005400:00:00Z", rb"2026-01-05T00:00:00\u005a", rb"2026-01-05T00:00:00\u002b07:00",
+    rb"2026-01-05T00:00:00.1234567\\Z",
+]
 # Valid and invalid values per constrained field, at and beyond each bound.
 BOUNDARIES: dict[str, list[Any]] = {
     "province_code": ["01", "30", "31", "96", "00", "99", "1", "001", "01\n", " 01", "1a", *(d * 2 for d in OTHER_DIGITS)],
@@ -118,6 +124,8 @@ def mutations(stream: str, event: dict) -> Iterator[bytes]:
         if name in base:
             for text in INSTANTS:
                 yield dumps(base | {name: text})
+    for escaped in ESCAPED_INSTANTS:  # JSON escapes inside an instant: the raw bytes hide what the text says
+        yield dumps(base | {"event_time": "@"}).replace(b'"@"', b'"' + escaped + b'"')
     if stream == "dossiers":
         for rating in (1, 5, 0, 6, None):
             yield dumps(base | {"stage": "rated", "rating": rating})
