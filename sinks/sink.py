@@ -12,7 +12,8 @@ import orjson
 from clickhouse_connect.driver.client import Client
 
 from schemas.errors import PulseError
-from schemas.events import DeadLetter, Event, Payment
+from schemas.events import DeadLetter, Event
+from schemas.fast_events import DecodedEvent, event_fields
 from sinks.client import Warehouse
 from sinks.schema import migrate
 from sinks.windows import WINDOW_SPECS, window_bounds
@@ -27,11 +28,12 @@ _EVENT_INDEX_COLUMNS = ["stream", "event_id", "fingerprint", "topic", "partition
                         "province_code"]
 
 
-def _event_line(event: Event) -> bytes:
-    if isinstance(event, Payment):
+def _event_line(event: DecodedEvent) -> bytes:
+    fields = event_fields(event)
+    if fields["type"] == "payment":
         # The full account number never reaches storage: keep the masked form only.
-        return orjson.dumps(event.__dict__ | {"qr_payload": None, "payee_account_masked": event.account_masked})
-    return orjson.dumps(event.__dict__)
+        return orjson.dumps(fields | {"qr_payload": None, "payee_account_masked": event.account_masked})  # type: ignore[union-attr]
+    return orjson.dumps(fields)
 
 
 def _utc(seconds: float) -> datetime:

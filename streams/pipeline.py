@@ -21,7 +21,6 @@ rule 1 caps every such event, no burst takes it further ahead of the worker's cl
 """
 from __future__ import annotations
 
-import hashlib
 import heapq
 import time
 from collections import Counter, defaultdict
@@ -29,12 +28,14 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
+from hashlib import blake2b
 from typing import NamedTuple, Protocol
 from uuid import UUID
 
 import orjson
 
-from schemas.events import DeadLetter, Event
+from schemas.events import DeadLetter
+from schemas.fast_events import DecodedEvent, event_fields
 from streams import metrics
 from streams.decode import Rejection, decode_values
 
@@ -81,7 +82,7 @@ class Progress:
 class Batch:
     """What one transaction writes."""
 
-    events: dict[str, list[Event]] = field(default_factory=lambda: defaultdict(list))
+    events: dict[str, list[DecodedEvent]] = field(default_factory=lambda: defaultdict(list))
     copies: dict[str, list[CountedCopy]] = field(default_factory=lambda: defaultdict(list))  # parallel to events
     dead_letters: list[DeadLetter] = field(default_factory=list)
     progress: dict[PartitionId, Progress] = field(default_factory=dict)
@@ -118,22 +119,27 @@ def _raw_text(value: bytes | None) -> str:
     return "" if value is None else value.decode("utf-8", errors="backslashreplace")
 
 
-def _epoch(value: object) -> float:
-    if isinstance(value, datetime):
-        return value.timestamp()
-    raise TypeError(f"cannot fingerprint {type(value).__name__}")
-
-
-def canonical(event: Event) -> bytes:
+def canonical(event: DecodedEvent) -> bytes:
     """The event's content as JSON, instants as Unix seconds: two copies of one event, written with
-    different UTC offsets or a legacy province code, give the same bytes."""
-    return orjson.dumps(event.__dict__, default=_epoch, option=orjson.OPT_PASSTHROUGH_DATETIME)
+    different UTC offsets or a legacy province code, give the same bytes. These bytes decide which stored
+    copies conflict, across deploys too: tests/streams/test_fingerprint_golden.py pins them."""
+    return _canonical_json(event_fields(event))
 
 
-def fingerprint(event: Event) -> int:
+def fingerprint(event: DecodedEvent) -> int:
     """A stable 64-bit digest of `canonical(event)`, never 0 (0 marks copies stored before fingerprints)."""
-    digest = int.from_bytes(hashlib.blake2b(canonical(event), digest_size=8).digest(), "little")
-    return digest or 1
+    return _digest(event_fields(event))
+
+
+def _canonical_json(fields: dict[str, object]) -> bytes:
+    # datetime.timestamp as orjson's `default`: a C call per instant, no Python frame; anything else that
+    # orjson cannot write fails as before (a TypeError). An instant already given as its Unix seconds (the
+    # float timestamp() returns) is written the same.
+    return orjson.dumps(fields, default=datetime.timestamp, option=orjson.OPT_PASSTHROUGH_DATETIME)
+
+
+def _digest(fields: dict[str, object]) -> int:
+    return int.from_bytes(blake2b(_canonical_json(fields), digest_size=8).digest(), "little") or 1
 
 
 @dataclass(slots=True)
@@ -226,7 +232,9 @@ class Pipeline:
                     f"behind the partition watermark",
                 )
                 continue
-            copy = CountedCopy(fingerprint(result), message.topic, message.partition, message.offset)
+            content = event_fields(result)
+            content["event_time"] = event_ts  # as canonical() writes it: saves computing the timestamp again
+            copy = CountedCopy(_digest(content), message.topic, message.partition, message.offset)
             event_key = result.event_id.int
             first = seen.copies.get(event_key)
             if first == copy:  # this very message, stored before a crash or a rebalance: count it again (idempotent)

@@ -6,8 +6,9 @@
 The first byte of an input picks the target, the rest is its input:
   - streams.decode.decode_values: the rest split on 0x1E into messages (0x1F alone: a tombstone), for one of
     the three streams and a small size limit. It must return one result per message, each an event or a
-    Rejection with a dead-letter reason, and the same result as decoding that message alone (splicing
-    the batch into one JSON array must never let messages shift or merge);
+    Rejection with a dead-letter reason, the same result as decoding that message alone, and what the
+    pydantic model alone gives (the fast path of schemas/fast_events.py accepts only what the contract
+    accepts, with the same values; its rejections are the contract's own);
   - schemas.vietqr.decode on the rest read as UTF-8 (invalid bytes as lone surrogates): only VietQRError;
   - schemas.events.mask_personal_data: masking keeps the length (one `*` per character) and cuts to
     exactly its limit; masking again only ever masks more, and changes nothing in ASCII text that was
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import os
 import sys
+from datetime import datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,11 +32,14 @@ import atheris  # noqa: E402 - after the sys.path line above, so the instrumente
 
 with atheris.instrument_imports(include=["streams", "schemas"]):
     from schemas.events import DossierEvent, IdActivation, Payment, mask_personal_data
+    from schemas.fast_events import FastDossierEvent, FastIdActivation, FastPayment, event_fields
     from schemas.vietqr import REASONS, VietQRError, encode
     from schemas.vietqr import decode as decode_vietqr
-    from streams.decode import Rejection, decode_values
+    from streams.decode import Rejection, decode_values, validate_by_contract
 
-STREAMS = (("payments", Payment), ("dossiers", DossierEvent), ("identity", IdActivation))
+# Each stream's event kinds: the fast path's Struct, or the pydantic model where only the contract was sure.
+STREAMS = (("payments", (Payment, FastPayment)), ("dossiers", (DossierEvent, FastDossierEvent)),
+           ("identity", (IdActivation, FastIdActivation)))
 DEAD_LETTER_REASONS = {"malformed_json", "invalid", "unknown_province", "bad_qr", "too_large"}
 MESSAGE_SEPARATOR = b"\x1e"
 TOMBSTONE = b"\x1f"
@@ -42,19 +47,41 @@ SELFTEST = os.environ.get("PULSE_FUZZ_SELFTEST") == "1"
 
 
 def check_decode(selector: int, body: bytes) -> None:
-    stream, model = STREAMS[selector % 3]
+    stream, kinds = STREAMS[selector % 3]
     max_bytes = 64 + (selector // 3) * 64  # 64..5,504 bytes: the size limit is exercised too
     values = [None if part == TOMBSTONE else part for part in body.split(MESSAGE_SEPARATOR)]
     results = decode_values(stream, values, max_bytes)
     if len(results) != len(values):
         raise AssertionError(f"{len(values)} messages, {len(results)} results")
     for result in results:
-        if type(result) is not model and not (isinstance(result, Rejection) and result.reason in DEAD_LETTER_REASONS
+        if type(result) not in kinds and not (isinstance(result, Rejection) and result.reason in DEAD_LETTER_REASONS
                                               and result.error):
             raise AssertionError(f"unexpected result {result!r}")
     alone = [decode_values(stream, [value], max_bytes)[0] for value in values]
     if results != alone:
         raise AssertionError(f"batch and single decoding differ:\n{results}\n{alone}")
+    for value, result in zip(values, results):
+        if value is not None and len(value) <= max_bytes:
+            check_same_as_contract(stream, value, result)
+
+
+def _same_value(a: object, b: object) -> bool:
+    if isinstance(a, datetime):  # the tzinfo classes differ (pydantic-core's, the standard library's)
+        return isinstance(b, datetime) and a == b and a.utcoffset() == b.utcoffset()
+    return type(a) is type(b) and a == b  # True == 1 in Python: the types must agree too
+
+
+def check_same_as_contract(stream: str, value: bytes, result: object) -> None:
+    """The fast path may only accept what the pydantic model accepts, with the same values (types and UTC
+    offsets included); a rejection is the model's own."""
+    expected = validate_by_contract(stream, value)
+    if isinstance(expected, Rejection) or isinstance(result, Rejection):
+        if result != expected:
+            raise AssertionError(f"verdicts differ: {result!r} / contract: {expected!r}")
+        return
+    have, want = event_fields(result), event_fields(expected)
+    if list(have) != list(want) or not all(_same_value(have[name], want[name]) for name in want):
+        raise AssertionError(f"values differ: {have} / contract: {want}")
 
 
 def check_vietqr(body: bytes) -> None:
