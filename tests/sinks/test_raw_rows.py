@@ -105,9 +105,12 @@ def test_event_index_rows_carry_the_copy_and_its_origin(sink: ClickHouseSink) ->
     assert row["fingerprint"] not in (0, 1) and row["province_code"] == "79"
     assert (row["topic"], row["partition"], row["offset"]) == ("pulse.payments.vietqr", 3, 100)
     assert row["event_time"].replace(tzinfo=timezone.utc) == utc("2026-03-01 23:30:15.999")
+    unknown = [UUID(int=n) for n in range(1, 5001)]  # a batch-sized list: the ids travel as one parameter
     with sink.transaction() as tx:
-        counted = tx.counted_copies("payments", [UUID(paid["event_id"])])
+        counted = tx.counted_copies("payments", [*unknown, UUID(paid["event_id"])])
+        other_stream = tx.counted_copies("identity", [UUID(paid["event_id"])])
     assert counted == {UUID(paid["event_id"]): CountedCopy(row["fingerprint"], "pulse.payments.vietqr", 3, 100)}
+    assert other_stream == {}
 
 
 def test_the_sink_needs_only_attribute_access_to_the_fields(sink: ClickHouseSink) -> None:
