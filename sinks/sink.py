@@ -5,8 +5,9 @@ import logging
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
-from pathlib import Path
+from functools import cache
 from operator import attrgetter
+from pathlib import Path
 from uuid import UUID
 
 from clickhouse_connect.driver.client import Client
@@ -37,6 +38,7 @@ def _as_utc(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
+@cache
 def _raw_sources(stream: str) -> dict[str, str]:
     """Raw column name -> event attribute, for every attribute the stream's events carry (by the contract:
     the model's field names, plus the renamed ones)."""
@@ -44,6 +46,7 @@ def _raw_sources(stream: str) -> dict[str, str]:
     return {name: name for name in EVENT_MODELS[stream].model_fields} | renamed
 
 
+@cache
 def _optional_fields(stream: str) -> frozenset[str]:
     """The fields an event of this stream may leave as None (such as `rating`, set on `rated` only)."""
     return frozenset(name for name, field in EVENT_MODELS[stream].model_fields.items()
@@ -157,8 +160,8 @@ class Transaction:
 
     def _insert_index(self, stream: str, events: list[Event], copies: list) -> None:
         ids, times, provinces = _columns_of(events, ["event_id", "event_time", "province_code"])
-        fingerprints, topics, partitions, offsets = _columns_of(copies, ["fingerprint", "topic", "partition", "offset"])
-        columns = [[stream] * len(events), ids, fingerprints, topics, partitions, offsets, times, provinces]
+        origins = _columns_of(copies, ["fingerprint", "topic", "partition", "offset"])
+        columns = [[stream] * len(events), ids, *origins, times, provinces]  # _EVENT_INDEX_COLUMNS' order
         self._insert_columns("event_index", _EVENT_INDEX_COLUMNS, columns)
 
     def _insert_columns(self, table: str, names: list[str], columns: list[list],

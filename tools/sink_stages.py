@@ -53,11 +53,12 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=60_000)
     args = parser.parse_args()
     sys.path[:0] = [str(args.code), str(args.code / "tools")]
-    from profile_pipeline import messages  # noqa: PLC0415 - from the checkout under test
-    from pulse.settings import Settings  # noqa: PLC0415
-    from sinks import sink  # noqa: PLC0415
-    from sinks.client import Warehouse  # noqa: PLC0415
-    from streams.pipeline import Pipeline  # noqa: PLC0415
+    from profile_pipeline import messages  # from the checkout under test
+
+    from pulse.settings import Settings
+    from sinks import sink
+    from sinks.client import Warehouse
+    from streams.pipeline import Pipeline
 
     totals: dict[str, float] = defaultdict(float)
     for name, stage in STAGES.items():
