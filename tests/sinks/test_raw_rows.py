@@ -13,10 +13,11 @@ from types import SimpleNamespace
 from uuid import UUID
 
 import pytest
+from clickhouse_connect.driver.binding import bind_query
 
 from schemas.events import EVENT_MODELS
 from sinks.client import Warehouse
-from sinks.sink import ClickHouseSink
+from sinks.sink import ClickHouseSink, _UuidArray
 from streams.pipeline import Batch, CountedCopy, Message, Pipeline
 from tests.support.kpi_events import activation, dossier, payment
 
@@ -134,3 +135,15 @@ def test_the_sink_needs_only_attribute_access_to_the_fields(sink: ClickHouseSink
     assert row["payee_account_masked"] == "*****4567" and ACCOUNT not in repr(row) and row["amount_vnd"] == 7
     [index] = rows(sink, "SELECT fingerprint, offset FROM pulse.event_index")
     assert index == {"fingerprint": 42, "offset": 7}
+
+
+def test_the_lookup_parameter_is_the_text_the_client_would_send_for_a_list_of_uuids() -> None:
+    """Both transports (chDB and HTTP) bind server-side parameters with clickhouse-connect's bind_query; the
+    prebuilt text must reach the server as the same Array(UUID) value the client makes of a list, unescaped."""
+    ids = [UUID(int=1), UUID("8d5f3c1e-2b7a-4c9d-9e0f-1a2b3c4d5e6f"), UUID(int=2**128 - 1)]
+    sql = "SELECT 1 WHERE x IN {ids:Array(UUID)}"
+    _, prebuilt = bind_query(sql, {"ids": _UuidArray(ids)})
+    _, generic = bind_query(sql, {"ids": ids})
+    assert prebuilt["param_ids"].replace(" ", "") == generic["param_ids"].replace(" ", "")
+    assert prebuilt["param_ids"] == ("['00000000-0000-0000-0000-000000000001','8d5f3c1e-2b7a-4c9d-9e0f-1a2b3c4d5e6f',"
+                                     "'ffffffff-ffff-ffff-ffff-ffffffffffff']")
