@@ -5,15 +5,15 @@ import logging
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
+from functools import cache
+from operator import attrgetter
 from pathlib import Path
 from uuid import UUID
 
-import orjson
 from clickhouse_connect.driver.client import Client
 
 from schemas.errors import PulseError
-from schemas.events import DeadLetter, Event
-from schemas.fast_events import DecodedEvent, event_fields
+from schemas.events import EVENT_MODELS, DeadLetter, Event
 from sinks.client import Warehouse
 from sinks.schema import migrate
 from sinks.windows import WINDOW_SPECS, window_bounds
@@ -22,18 +22,12 @@ log = logging.getLogger(__name__)
 
 # Stream name -> raw table.
 RAW_TABLES = {"payments": "payments", "dossiers": "dossier_events", "identity": "id_activations"}
-_JSON_INSERT_SETTINGS = {"date_time_input_format": "best_effort", "input_format_skip_unknown_fields": 1}
 _DEAD_LETTER_COLUMNS = ["topic", "partition", "offset", "key", "reason", "error", "raw"]
 _EVENT_INDEX_COLUMNS = ["stream", "event_id", "fingerprint", "topic", "partition", "offset", "event_time",
                         "province_code"]
-
-
-def _event_line(event: DecodedEvent) -> bytes:
-    fields = event_fields(event)
-    if fields["type"] == "payment":
-        # The full account number never reaches storage: keep the masked form only.
-        return orjson.dumps(fields | {"qr_payload": None, "payee_account_masked": event.account_masked})  # type: ignore[union-attr]
-    return orjson.dumps(fields)
+# Raw column -> the event attribute that fills it, where the two names differ. The full account number
+# (`qr_payload`) has no column at all: only its masked form reaches storage (README, "Privacy").
+_RENAMED_SOURCES = {"payments": {"payee_account_masked": "account_masked"}}
 
 
 def _utc(seconds: float) -> datetime:
@@ -42,6 +36,58 @@ def _utc(seconds: float) -> datetime:
 
 def _as_utc(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+@cache
+def _raw_sources(stream: str) -> dict[str, str]:
+    """Raw column name -> event attribute, for every attribute the stream's events carry (by the contract:
+    the model's field names, plus the renamed ones)."""
+    renamed = _RENAMED_SOURCES.get(stream, {})
+    return {name: name for name in EVENT_MODELS[stream].model_fields} | renamed
+
+
+@cache
+def _optional_fields(stream: str) -> frozenset[str]:
+    """The fields an event of this stream may leave as None (such as `rating`, set on `rated` only)."""
+    return frozenset(name for name, field in EVENT_MODELS[stream].model_fields.items()
+                     if not field.is_required() and field.default is None)
+
+
+def _columns_of(items: list, attributes: list[str]) -> list[list]:
+    """The values of these attributes, one list per attribute, each read by a C-level attrgetter: cheaper than
+    a Python loop, and cheaper than one tuple per item (allocating those wakes the garbage collector, which
+    then walks the whole batch)."""
+    return [list(map(attrgetter(attribute), items)) for attribute in attributes]
+
+
+def _fit(values: list, column_type: str, may_be_none: bool) -> list:
+    """One column's Python values as the Native writer takes them: UUIDs as text in String columns, and None
+    (an absent optional field) as the type's zero in a column that is not Nullable, which is what the JSON rows
+    stored before (null read as the column's default, 0 or '' for these columns)."""
+    if not values:
+        return values
+    base = column_type[len("LowCardinality("):-1] if column_type.startswith("LowCardinality(") else column_type
+    if base == "String" and not isinstance(values[0], str):
+        values = [value if value is None else str(value) for value in values]
+    if may_be_none and not base.startswith("Nullable(") and None in values:
+        zero = "" if base == "String" else False if base == "Bool" else 0
+        values = [zero if value is None else value for value in values]
+    return values
+
+
+class _UuidArray:
+    """A batch's event ids as the text of an Array(UUID) query parameter, built in one join. The client's
+    generic formatting of a list of UUIDs costs about 3 us an id (a recursive call and type checks each),
+    more than the lookup itself; a UUID's text is hex digits and dashes only, so it needs no escaping.
+    The client passes an object of a type it does not know through as str(object)."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, ids: list[UUID]) -> None:
+        self.text = "['" + "','".join(map(str, ids)) + "']" if ids else "[]"
+
+    def __str__(self) -> str:
+        return self.text
 
 
 class Transaction:
@@ -72,7 +118,7 @@ class Transaction:
             f"SELECT event_id, argMin(tuple(fingerprint, topic, partition, offset), ingested_at) "
             f"FROM {self.db}.event_index "
             f"WHERE stream = {{stream:String}} AND event_id IN {{ids:Array(UUID)}} GROUP BY event_id",
-            parameters={"stream": stream, "ids": event_ids},
+            parameters={"stream": stream, "ids": _UuidArray(event_ids)},
         ).result_rows
         return {key: CountedCopy(*copy) for key, copy in rows}
 
@@ -91,7 +137,7 @@ class Transaction:
     def write(self, batch) -> list[dict]:
         for stream, events in batch.events.items():
             if events:
-                self._insert_json(RAW_TABLES[stream], b"\n".join(map(_event_line, events)))
+                self._insert_raw(stream, events)
                 # After the raw rows: a crash between the two leaves events stored but not indexed, which the
                 # retried batch stores again (same raw key, collapsing) and indexes; never indexed, not stored.
                 self._insert_index(stream, events, batch.copies[stream])
@@ -102,57 +148,70 @@ class Transaction:
         self._insert_progress(batch.progress)
         return window_rows
 
-    def _insert_json(self, table: str, lines: bytes) -> None:
-        columns = _table_columns(self.client, self.db, table)
-        self.client.raw_insert(f"{self.db}.{table}", columns, insert_block=lines, settings=_JSON_INSERT_SETTINGS,
-                               fmt="JSONEachRow")
+    def _insert_raw(self, stream: str, events: list[Event]) -> None:
+        """Column by column, in ClickHouse's Native format: the event attributes read once, no text to build or
+        parse. Columns no event attribute fills (ingested_at) are left out and take their DEFAULT."""
+        table = RAW_TABLES[stream]
+        sources = _raw_sources(stream)
+        names = [name for name in _column_types(self.client, self.db, table) if name in sources]
+        columns = _columns_of(events, [sources[name] for name in names])
+        optional = _optional_fields(stream)
+        self._insert_columns(table, names, columns, [sources[name] in optional for name in names])
 
     def _insert_index(self, stream: str, events: list[Event], copies: list) -> None:
-        # As JSON lines, like the raw rows: building typed Python rows for the client costs several times more.
-        lines = b"\n".join([orjson.dumps({
-            "stream": stream, "event_id": event.event_id, "fingerprint": copy.fingerprint, "topic": copy.topic,
-            "partition": copy.partition, "offset": copy.offset, "event_time": event.event_time,
-            "province_code": event.province_code,
-        }) for event, copy in zip(events, copies)])
-        self.client.raw_insert(f"{self.db}.event_index", _EVENT_INDEX_COLUMNS, insert_block=lines,
-                               settings=_JSON_INSERT_SETTINGS, fmt="JSONEachRow")
+        ids, times, provinces = _columns_of(events, ["event_id", "event_time", "province_code"])
+        origins = _columns_of(copies, ["fingerprint", "topic", "partition", "offset"])
+        columns = [[stream] * len(events), ids, *origins, times, provinces]  # _EVENT_INDEX_COLUMNS' order
+        self._insert_columns("event_index", _EVENT_INDEX_COLUMNS, columns)
+
+    def _insert_columns(self, table: str, names: list[str], columns: list[list],
+                        may_be_none: list[bool] | None = None) -> None:
+        """A column-oriented Native insert with the column types known in advance (the client would otherwise
+        ask for them with a DESCRIBE before every insert). `may_be_none`: per column, whether None can occur
+        (looked for only there: a scan for None compares every value)."""
+        types = _column_types(self.client, self.db, table)
+        type_names = [types[name] for name in names]
+        nullable = may_be_none or [False] * len(names)
+        self.client.insert(f"{self.db}.{table}",
+                           [_fit(values, kind, none) for values, kind, none in zip(columns, type_names, nullable)],
+                           column_names=names, column_type_names=type_names, column_oriented=True)
 
     def _insert_dead_letters(self, records: list[DeadLetter]) -> None:
-        rows = [[r.topic, r.partition, r.offset, r.key, r.reason, r.error, r.raw] for r in records]
-        self.client.insert(f"{self.db}.dead_letters", rows, column_names=_DEAD_LETTER_COLUMNS)
+        self._insert_columns("dead_letters", _DEAD_LETTER_COLUMNS, _columns_of(records, _DEAD_LETTER_COLUMNS))
 
     def _recompute(self, source: str, minutes: set[int]) -> list[dict]:
         spec = WINDOW_SPECS[source]
         result = self.client.query(spec.recompute_sql(self.db), parameters=window_bounds(minutes))
-        rows = [(_as_utc(row[0]), *row[1:]) for row in result.result_rows]
-        if rows:
-            self.client.insert(f"{self.db}.{spec.table}", rows, column_names=spec.columns)
-        names = spec.columns
-        return [dict(zip(names, row), table=spec.table) for row in rows]
+        columns = [list(column) for column in result.result_columns] if result.row_count else []
+        if not columns:
+            return []
+        columns[0] = [_as_utc(start) for start in columns[0]]  # one per window row, not per event
+        self._insert_columns(spec.table, spec.columns, columns)
+        return [dict(zip(spec.columns, row), table=spec.table) for row in zip(*columns)]
 
     def _insert_progress(self, progress) -> None:
-        rows = [[topic, partition, state.offset, _utc(state.watermark), state.leaders]
+        rows = [(topic, partition, state.offset, _utc(state.watermark), state.leaders)
                 for (topic, partition), state in progress.items() if state.offset >= 0]
         if rows:
-            self.client.insert(f"{self.db}.stream_offsets", rows,
-                               column_names=["topic", "partition", "offset", "watermark", "watermark_leaders"])
+            self._insert_columns("stream_offsets", ["topic", "partition", "offset", "watermark", "watermark_leaders"],
+                                 [list(column) for column in zip(*rows)])
 
 
-_COLUMNS_CACHE: dict[tuple[str, str], list[str]] = {}
+_COLUMNS_CACHE: dict[tuple[str, str], dict[str, str]] = {}
 
 
-def _table_columns(client: Client, database: str, table: str) -> list[str]:
-    """Insertable columns (plain ones, and those with a DEFAULT that an event field fills; an omitted field,
-    such as ingested_at, takes the column's DEFAULT), cached: the schema changes only by migration.
-    Columns added by migration carry a DEFAULT so rows stored before it read the field's default."""
+def _column_types(client: Client, database: str, table: str) -> dict[str, str]:
+    """Insertable columns (plain ones, and those with a DEFAULT) -> their type, in table order. Cached: the
+    schema changes only by migration, and every migration adds a column with a DEFAULT, so an insert that
+    leaves a new column out still works. An omitted column (such as ingested_at) takes its DEFAULT."""
     key = (database, table)
     if key not in _COLUMNS_CACHE:
         rows = client.query(
-            "SELECT name FROM system.columns WHERE database = {db:String} AND table = {t:String} "
+            "SELECT name, type FROM system.columns WHERE database = {db:String} AND table = {t:String} "
             "AND default_kind IN ('', 'DEFAULT') ORDER BY position",
             parameters={"db": database, "t": table},
         ).result_rows
-        _COLUMNS_CACHE[key] = [row[0] for row in rows]
+        _COLUMNS_CACHE[key] = dict(rows)
     return _COLUMNS_CACHE[key]
 
 
