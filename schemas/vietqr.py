@@ -10,9 +10,10 @@ say precisely what is wrong and where.
 from __future__ import annotations
 
 import operator
+import re
 from binascii import crc_hqx
 from collections.abc import Iterator
-from typing import Any, Literal, NoReturn
+from typing import Any, Literal, NamedTuple, NoReturn
 
 from pydantic import BaseModel
 
@@ -141,6 +142,14 @@ _DEFAULTS: dict[str, Any] = {
 }
 _new_object = object.__new__
 _set_attribute = object.__setattr__
+
+
+class QRFacts(NamedTuple):
+    """What the pipeline needs from a payload: the payee bank, the amount (dynamic QRs) and the masked account."""
+
+    bank_bin: str
+    amount: int | None
+    account_masked: str
 
 
 def mask_account(account: str) -> str:
@@ -274,6 +283,74 @@ def _build(data: dict[str, Any]) -> VietQR:
     _set_attribute(qr, "__pydantic_extra__", None)
     _set_attribute(qr, "__pydantic_private__", None)
     return qr
+
+
+# ---------------------------------------------------------------------------------------------
+# facts: the hot path's view of a payload
+
+
+def facts(payload: str) -> QRFacts:
+    """QRFacts of a payload that decode() accepts; raises decode's own VietQRError for any other.
+
+    Payloads in the layout encode() and the simulators write are checked by one regular expression
+    plus length and CRC arithmetic, without building a VietQR; any other layout goes through decode.
+    """
+    found = _canonical_facts(payload) if isinstance(payload, str) else None
+    if found is not None:
+        return found
+    qr = decode(payload)
+    return QRFacts(qr.bank_bin, qr.amount, qr.account_masked)
+
+
+# encode()'s tag order with its fixed values spelled out. Every value decode() checks has its
+# rule here (01 in 11/12, GUID, 6-digit BIN, 1-19 letters or digits, service, 53=704, amount
+# without leading zero, 58=VN, 62 holding exactly one TLV); each declared length is compared with
+# the matched value in _canonical_facts. Since all lengths agree, decode's TLV walk would find
+# exactly these fields, so its verdict and facts are the same. The tags are distinct and none is
+# 63, the payload stays far under 512 bytes, and 62/08 sits between ASCII header bytes, so it
+# holds whole UTF-8 characters, as decode requires.
+_CANONICAL = re.compile(
+    rb"000201"
+    rb"0102(?:11|12)"
+    rb"38([0-9]{2})0010A00000072701([0-9]{2})0006([0-9]{6})01([0-9]{2})([0-9A-Za-z]{1,19})0208QRIBFTT[AC]"
+    rb"5303704"
+    rb"(?:54([0-9]{2})([1-9][0-9]{0,12}))?"
+    rb"5802VN"
+    rb"(?:62([0-9]{2})08([0-9]{2})(.*))?"
+    rb"6304([0-9A-Fa-f]{4})",
+    re.DOTALL,
+).fullmatch
+# Bytes of the 38 template around the beneficiary template, and of 38/01 around the account.
+_ACCOUNT_INFO_OVERHEAD = 30
+_BENEFICIARY_OVERHEAD = 14
+
+
+def _canonical_facts(payload: str) -> QRFacts | None:
+    """Facts of a valid payload in the canonical layout; None when invalid or in any other layout."""
+    try:
+        raw = payload.encode("utf-8")
+    except UnicodeEncodeError:
+        return None
+    match = _CANONICAL(raw)
+    if match is None:
+        return None
+    info_len, beneficiary_len, bin_, account_len, account, amount_len, amount, extra_len, purpose_len, purpose, crc = (
+        match.groups()
+    )
+    beneficiary = _BENEFICIARY_OVERHEAD + len(account)
+    if not (
+        int(account_len) == len(account)
+        and int(beneficiary_len) == beneficiary
+        and int(info_len) == _ACCOUNT_INFO_OVERHEAD + beneficiary
+        and (amount is None or int(amount_len) == len(amount))
+        and (purpose is None or (int(purpose_len) == len(purpose) and int(extra_len) == 4 + len(purpose)))
+        and int(crc, 16) == crc_hqx(raw[:-4], 0xFFFF)  # hex either case, as decode accepts
+    ):
+        return None
+    bank_bin = _BINS.get(bin_)
+    if bank_bin is None:
+        return None
+    return QRFacts(bank_bin, None if amount is None else int(amount), mask_account(account.decode("ascii")))
 
 
 # ---------------------------------------------------------------------------------------------
