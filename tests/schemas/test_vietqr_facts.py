@@ -178,3 +178,31 @@ def test_crc_hex_case() -> None:
 def test_qr_facts_uses_facts() -> None:
     payload = encode("970422", "3177301685", amount=7)
     assert qr_facts(payload) == facts(payload) == QRFacts("970422", 7, "******1685")
+
+
+def tlv(tag: str, value: str) -> str:
+    return f"{tag}{len(value.encode('utf-8')):02d}{value}"
+
+
+def canonical(account: str, amount: str | None = "100", bin_: str = "970436", service: str = "QRIBFTTA",
+              purpose: str | None = None) -> str:
+    """encode()'s layout with any values, the lengths always right: the value checks alone decide."""
+    info = tlv("00", "A000000727") + tlv("01", tlv("00", bin_) + tlv("01", account)) + tlv("02", service)
+    tail = "" if purpose is None else tlv("62", tlv("08", purpose))
+    middle = "" if amount is None else tlv("54", amount)
+    return with_crc("000201010212" + tlv("38", info) + "5303704" + middle + "5802VN" + tail + "6304")
+
+
+VALUE_EDGES = (
+    [canonical("7" * size) for size in range(0, 22)]
+    + [canonical("Ab3" * 7), canonical("12-4"), canonical("١٢٣"), canonical("12 4"), canonical("ABCxyz")]
+    + [canonical("1", amount) for amount in ("1" * 12, "9" * 13, "1" * 14, "0", "01", "-1", "+1", "1.0", "", "١")]
+    + [canonical("1", bin_=bin_) for bin_ in ("970436", "970437", "97043", "9704366", "000000", "97043a")]
+    + [canonical("1", service=service) for service in ("QRIBFTTA", "QRIBFTTC", "QRIBFTTB", "QRPUSH", "qribftta")]
+    + [canonical("1", purpose=purpose) for purpose in ("", "x", "x" * 95, "x" * 96, "6304ABCD", "đi chợ")]
+)
+
+
+@pytest.mark.parametrize("payload", VALUE_EDGES)
+def test_value_edges(payload: str) -> None:
+    assert by_facts(payload) == by_decode(payload)
