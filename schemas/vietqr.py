@@ -304,25 +304,29 @@ def facts(payload: str) -> QRFacts:
 
 # encode()'s tag order with its fixed values spelled out. Every value decode() checks has its
 # rule here (01 in 11/12, GUID, 6-digit BIN, 1-19 letters or digits, service, 53=704, amount
-# without leading zero, 58=VN, 62 holding exactly one TLV); each declared length is compared with
-# the matched value in _canonical_facts. Since all lengths agree, decode's TLV walk would find
-# exactly these fields, so its verdict and facts are the same. The tags are distinct and none is
-# 63, the payload stays far under 512 bytes, and 62/08 sits between ASCII header bytes, so it
-# holds whole UTF-8 characters, as decode requires.
+# without leading zero, 58=VN, 62 holding exactly one TLV). The lengths of 38, 38/01, 38/01/01
+# and 54 follow from the account's and the amount's own length, so one alternative per length
+# spells them out; the 62 lengths are compared in _canonical_facts. With every length right,
+# decode's TLV walk finds exactly these fields, so its verdict and facts are the same. The tags
+# are distinct and none is 63, the payload stays far under 512 bytes, and 62/08 sits between
+# ASCII header bytes, so it holds whole UTF-8 characters, as decode requires.
+_ACCOUNT_INFO = b"|".join(
+    b"38%02d0010A00000072701%02d0006[0-9]{6}01%02d[0-9A-Za-z]{%d}" % (44 + n, 14 + n, n, n)
+    for n in range(1, MAX_ACCOUNT_LEN + 1)
+)
+_AMOUNT = b"|".join(b"%02d[1-9][0-9]{%d}" % (n, n - 1) for n in range(1, MAX_AMOUNT_DIGITS + 1))
 _CANONICAL = re.compile(
-    rb"000201"
-    rb"0102(?:11|12)"
-    rb"38([0-9]{2})0010A00000072701([0-9]{2})0006([0-9]{6})01([0-9]{2})([0-9A-Za-z]{1,19})0208QRIBFTT[AC]"
+    rb"0002010102(?:11|12)"
+    rb"(" + _ACCOUNT_INFO + rb")0208QRIBFTT[AC]"
     rb"5303704"
-    rb"(?:54([0-9]{2})([1-9][0-9]{0,12}))?"
+    rb"(?:54(" + _AMOUNT + rb"))?"
     rb"5802VN"
     rb"(?:62([0-9]{2})08([0-9]{2})(.*))?"
     rb"6304([0-9A-Fa-f]{4})",
     re.DOTALL,
 ).fullmatch
-# Bytes of the 38 template around the beneficiary template, and of 38/01 around the account.
-_ACCOUNT_INFO_OVERHEAD = 30
-_BENEFICIARY_OVERHEAD = 14
+_BIN_AT = slice(26, 32)  # in the 38 TLV: 38LL 0010A000000727 01LL 0006 BBBBBB 01LL account
+_ACCOUNT_FROM = 36
 
 
 def _canonical_facts(payload: str) -> QRFacts | None:
@@ -334,23 +338,16 @@ def _canonical_facts(payload: str) -> QRFacts | None:
     match = _CANONICAL(raw)
     if match is None:
         return None
-    info_len, beneficiary_len, bin_, account_len, account, amount_len, amount, extra_len, purpose_len, purpose, crc = (
-        match.groups()
-    )
-    beneficiary = _BENEFICIARY_OVERHEAD + len(account)
-    if not (
-        int(account_len) == len(account)
-        and int(beneficiary_len) == beneficiary
-        and int(info_len) == _ACCOUNT_INFO_OVERHEAD + beneficiary
-        and (amount is None or int(amount_len) == len(amount))
-        and (purpose is None or (int(purpose_len) == len(purpose) and int(extra_len) == 4 + len(purpose)))
-        and int(crc, 16) == crc_hqx(raw[:-4], 0xFFFF)  # hex either case, as decode accepts
-    ):
+    info, amount, extra_len, purpose_len, purpose, crc = match.groups()
+    if purpose is not None and not (int(purpose_len) == len(purpose) and int(extra_len) == 4 + len(purpose)):
         return None
-    bank_bin = _BINS.get(bin_)
+    if int(crc, 16) != crc_hqx(raw[:-4], 0xFFFF):  # hex digits of either case, as decode accepts
+        return None
+    bank_bin = _BINS.get(info[_BIN_AT])
     if bank_bin is None:
         return None
-    return QRFacts(bank_bin, None if amount is None else int(amount), mask_account(account.decode("ascii")))
+    account = info[_ACCOUNT_FROM:].decode("ascii")
+    return QRFacts(bank_bin, None if amount is None else int(amount[2:]), mask_account(account))
 
 
 # ---------------------------------------------------------------------------------------------
