@@ -11,7 +11,7 @@ from bisect import bisect_left, bisect_right
 from datetime import datetime, timezone
 from functools import lru_cache
 from itertools import accumulate
-from typing import Annotated, Literal, NamedTuple
+from typing import Annotated, Literal
 from uuid import UUID
 
 from pydantic import (
@@ -29,8 +29,8 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from schemas.provinces import UnknownProvince, current_code
-from schemas.vietqr import VietQRError
-from schemas.vietqr import decode as decode_vietqr
+from schemas.vietqr import QRFacts, VietQRError
+from schemas.vietqr import facts as vietqr_facts
 
 # ClickHouse DateTime64 covers 1900..2299; anything outside a sane window is a producer bug.
 EARLIEST_EVENT_TIME = datetime(2000, 1, 1, tzinfo=timezone.utc)
@@ -45,17 +45,10 @@ def _to_current_province(code: str) -> str:
         raise PydanticCustomError("unknown_province", "unknown province code {code}", {"code": code}) from None
 
 
-class QRFacts(NamedTuple):
-    bank_bin: str
-    amount: int | None
-    account_masked: str
-
-
 @lru_cache(maxsize=1 << 16)
 def qr_facts(payload: str) -> QRFacts:
     """What the pipeline needs from a VietQR payload. Cached: a market stall's static sticker repeats all day."""
-    qr = decode_vietqr(payload)
-    return QRFacts(qr.bank_bin, qr.amount, qr.account_masked)
+    return vietqr_facts(payload)
 
 
 # Patterns say [0-9]: pydantic-core's regex \d also matches Arabic-Indic, fullwidth and other digits.

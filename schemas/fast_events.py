@@ -175,7 +175,7 @@ def fast_decoder(stream: str) -> Callable[[bytes], FastEvent | None]:
     def decoded(value: bytes) -> FastEvent | None:
         if value.find(b"{", 1) >= 0 or b"[" in value or _LONG_FRACTION(value):  # see the module notes
             return None
-        if b"\\u00" in value and _ESCAPED_POINT_OR_DIGIT(value):
+        if b"\\" in value and _ESCAPED_POINT_OR_DIGIT(value):  # a one-byte memchr: searching "\\u00" cost ~0.5 us
             return None
         if not value.isascii():
             try:

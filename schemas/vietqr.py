@@ -10,9 +10,10 @@ say precisely what is wrong and where.
 from __future__ import annotations
 
 import operator
+import re
 from binascii import crc_hqx
 from collections.abc import Iterator
-from typing import Any, Literal, NoReturn
+from typing import Any, Literal, NamedTuple, NoReturn
 
 from pydantic import BaseModel
 
@@ -141,6 +142,14 @@ _DEFAULTS: dict[str, Any] = {
 }
 _new_object = object.__new__
 _set_attribute = object.__setattr__
+
+
+class QRFacts(NamedTuple):
+    """What the pipeline needs from a payload: the payee bank, the amount (dynamic QRs) and the masked account."""
+
+    bank_bin: str
+    amount: int | None
+    account_masked: str
 
 
 def mask_account(account: str) -> str:
@@ -274,6 +283,71 @@ def _build(data: dict[str, Any]) -> VietQR:
     _set_attribute(qr, "__pydantic_extra__", None)
     _set_attribute(qr, "__pydantic_private__", None)
     return qr
+
+
+# ---------------------------------------------------------------------------------------------
+# facts: the hot path's view of a payload
+
+
+def facts(payload: str) -> QRFacts:
+    """QRFacts of a payload that decode() accepts; raises decode's own VietQRError for any other.
+
+    Payloads in the layout encode() and the simulators write are checked by one regular expression
+    plus length and CRC arithmetic, without building a VietQR; any other layout goes through decode.
+    """
+    found = _canonical_facts(payload) if isinstance(payload, str) else None
+    if found is not None:
+        return found
+    qr = decode(payload)
+    return QRFacts(qr.bank_bin, qr.amount, qr.account_masked)
+
+
+# encode()'s tag order with its fixed values spelled out. Every value decode() checks has its
+# rule here (01 in 11/12, GUID, 6-digit BIN, 1-19 letters or digits, service, 53=704, amount
+# without leading zero, 58=VN, 62 holding exactly one TLV). The lengths of 38, 38/01, 38/01/01
+# and 54 follow from the account's and the amount's own length, so one alternative per length
+# spells them out; the 62 lengths are compared in _canonical_facts. With every length right,
+# decode's TLV walk finds exactly these fields, so its verdict and facts are the same. The tags
+# are distinct and none is 63, the payload stays far under 512 bytes, and 62/08 sits between
+# ASCII header bytes, so it holds whole UTF-8 characters, as decode requires.
+_ACCOUNT_INFO = b"|".join(
+    b"38%02d0010A00000072701%02d0006[0-9]{6}01%02d[0-9A-Za-z]{%d}" % (44 + n, 14 + n, n, n)
+    for n in range(1, MAX_ACCOUNT_LEN + 1)
+)
+_AMOUNT = b"|".join(b"%02d[1-9][0-9]{%d}" % (n, n - 1) for n in range(1, MAX_AMOUNT_DIGITS + 1))
+_CANONICAL = re.compile(
+    rb"0002010102(?:11|12)"
+    rb"(" + _ACCOUNT_INFO + rb")0208QRIBFTT[AC]"
+    rb"5303704"
+    rb"(?:54(" + _AMOUNT + rb"))?"
+    rb"5802VN"
+    rb"(?:62([0-9]{2})08([0-9]{2})(.*))?"
+    rb"6304([0-9A-Fa-f]{4})",
+    re.DOTALL,
+).fullmatch
+_BIN_AT = slice(26, 32)  # in the 38 TLV: 38LL 0010A000000727 01LL 0006 BBBBBB 01LL account
+_ACCOUNT_FROM = 36
+
+
+def _canonical_facts(payload: str) -> QRFacts | None:
+    """Facts of a valid payload in the canonical layout; None when invalid or in any other layout."""
+    try:
+        raw = payload.encode("utf-8")
+    except UnicodeEncodeError:
+        return None
+    match = _CANONICAL(raw)
+    if match is None:
+        return None
+    info, amount, extra_len, purpose_len, purpose, crc = match.groups()
+    if purpose is not None and not (int(purpose_len) == len(purpose) and int(extra_len) == 4 + len(purpose)):
+        return None
+    if int(crc, 16) != crc_hqx(raw[:-4], 0xFFFF):  # hex digits of either case, as decode accepts
+        return None
+    bank_bin = _BINS.get(info[_BIN_AT])
+    if bank_bin is None:
+        return None
+    account = info[_ACCOUNT_FROM:].decode("ascii")
+    return QRFacts(bank_bin, None if amount is None else int(amount[2:]), mask_account(account))
 
 
 # ---------------------------------------------------------------------------------------------
