@@ -63,7 +63,7 @@ class Ingest:
         self.config = config
         self.deadletters = app.topic(config.deadletter_topic, key_serializer="raw", value_serializer="raw")
         self.windows = app.topic(config.windows_topic, key_serializer="raw", value_serializer="raw")
-        self.pending: list[tuple[TP, list]] = []
+        self.pending: list[tuple[TP, list, int]] = []  # (partition, records, consumer.revocations at fetch)
         self.pending_count = 0
         self.pending_bytes = 0
         self.oldest = 0.0
@@ -76,7 +76,7 @@ class Ingest:
     async def on_records(self, tp: TP, records: list) -> None:
         if not self.pending:
             self.oldest = time.monotonic()
-        self.pending.append((tp, records))
+        self.pending.append((tp, records, self.app.consumer.revocations))
         self.pending_count += len(records)
         self.pending_bytes += sum([len(r.value) for r in records if r.value is not None])
         metrics.SINK_BUFFERED.set(self.pending_count)
@@ -85,6 +85,12 @@ class Ingest:
             if self.in_flight is not None:
                 await asyncio.shield(self.in_flight)
             self.in_flight = asyncio.ensure_future(self.flush())
+
+    async def drain(self) -> None:
+        """Store and ack everything buffered (before partitions are revoked: streams.batching)."""
+        if self.in_flight is not None:
+            await asyncio.shield(self.in_flight)
+        await asyncio.shield(self.flush())
 
     def due(self) -> bool:
         return bool(self.pending) and time.monotonic() - self.oldest >= self.config.batch_within_s
@@ -95,15 +101,17 @@ class Ingest:
                 return
             batch, self.pending, self.pending_count, self.pending_bytes = self.pending, [], 0, 0
             messages = [Message(r.topic, r.partition, r.offset, r.key, r.value, r.timestamp / 1000)
-                        for _, records in batch for r in records]
+                        for _, records, _ in batch for r in records]
             began = time.monotonic()
             outcome = await self._store(messages)
             log.info("stored %d messages in %.3f s", len(messages), time.monotonic() - began)
             metrics.SINK_BUFFERED.set(self.pending_count)
             assigned = self.app.consumer.assignment()
-            for tp, records in batch:
-                if tp in assigned:  # a revoked partition's records are the new owner's to commit
-                    self.app.consumer.ack_records(tp, records)
+            for tp, records, fetched_at in batch:
+                # Records fetched before a revocation are not acked, even if the partition came back: its
+                # committed offset may have moved since, and it is read again from there.
+                if tp in assigned:
+                    self.app.consumer.ack_records(tp, records, fetched_at)
                 self._stored(tp, records[-1])
             self._publish(outcome)
 
@@ -167,6 +175,7 @@ def create_app(config: StreamConfig, pipeline: Pipeline) -> BulkApp:
     inputs = app.topic(*config.input_topics, key_serializer="raw", value_serializer="raw")
     ingest = Ingest(app, pipeline, config)
     app.batch_handler(inputs)(ingest.on_records)
+    app.drain_hooks.append(ingest.drain)
 
     @app.task
     async def flush_when_due() -> None:
