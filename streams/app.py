@@ -17,6 +17,7 @@ from faust.types import TP
 
 from streams import metrics
 from streams.batching import BulkApp
+from streams.offset_trace import OffsetTrace, tp_name
 from streams.pipeline import Message, Outcome, Pipeline
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,7 @@ class StreamConfig:
     broker_credentials: object | None = None
     datadir: str | None = None  # Faust's own working files; default is a folder in the working directory
     batch_max_bytes: int = 16 * 2**20  # message bytes that also close a batch (memory bounded for large messages)
+    offset_trace_dir: str | None = None  # streams.offset_trace: off unless set
 
 
 def _window_key(row: dict) -> bytes:
@@ -107,11 +109,14 @@ class Ingest:
             log.info("stored %d messages in %.3f s", len(messages), time.monotonic() - began)
             metrics.SINK_BUFFERED.set(self.pending_count)
             assigned = self.app.consumer.assignment()
+            trace = self.app.offset_trace
             for tp, records, fetched_at in batch:
                 # Records fetched before a revocation are not acked, even if the partition came back: its
                 # committed offset may have moved since, and it is read again from there.
-                if tp in assigned:
-                    self.app.consumer.ack_records(tp, records, fetched_at)
+                acked = self.app.consumer.ack_records(tp, records, fetched_at) if tp in assigned else 0
+                if trace is not None:
+                    trace.write("flush", tp=tp_name(tp), first=records[0].offset, last=records[-1].offset,
+                                fetched_at=fetched_at, acked=acked)
                 self._stored(tp, records[-1])
             self._publish(outcome)
 
@@ -172,6 +177,8 @@ def create_app(config: StreamConfig, pipeline: Pipeline) -> BulkApp:
         broker_heartbeat_interval=min(3.0, config.session_timeout_s / 3),
         broker_commit_every=100_000,
     )
+    if config.offset_trace_dir:
+        app.offset_trace = OffsetTrace(config.offset_trace_dir)
     inputs = app.topic(*config.input_topics, key_serializer="raw", value_serializer="raw")
     ingest = Ingest(app, pipeline, config)
     app.batch_handler(inputs)(ingest.on_records)

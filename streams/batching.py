@@ -28,6 +28,8 @@ from faust.types.topics import TopicT
 from mode import Service, ServiceT
 from mode.utils.futures import notify
 
+from streams.offset_trace import OffsetTrace, tp_name
+
 try:  # shared with Consumer.ack in the faust-streaming builds that have it
     from faust.types.tuples import ack_lock
 except ImportError:  # pragma: no cover - older builds ack from one thread only
@@ -77,6 +79,20 @@ class BulkConsumer(faust_aiokafka.Consumer):
         # baseline _new_offset needs. None as a value: Kafka has no commit for it (a new group).
         self._baselines: Dict[TP, Optional[int]] = {}
 
+    def _trace(self, kind: str, **fields: Any) -> None:
+        trace: Optional[OffsetTrace] = getattr(self.app, "offset_trace", None)
+        if trace is not None:
+            trace.write(kind, **fields)
+
+    async def on_partitions_assigned(self, assigned: Set[TP], generation_id: int = 0) -> None:
+        self._trace("assigned", tps=sorted(map(tp_name, assigned)), generation=generation_id)
+        await super().on_partitions_assigned(assigned, generation_id)
+
+    async def _commit_offsets(self, offsets: Any, start_new_transaction: bool = True) -> bool:
+        did_commit = await super()._commit_offsets(offsets, start_new_transaction=start_new_transaction)
+        self._trace("commit", offsets={tp_name(tp): offset for tp, offset in offsets.items()}, ok=did_commit)
+        return did_commit
+
     async def on_partitions_revoked(self, revoked: Set[TP]) -> None:
         """Store, ack and commit everything fetched so far, then let stock code forget the partitions.
 
@@ -99,6 +115,7 @@ class BulkConsumer(faust_aiokafka.Consumer):
             except Exception as exc:  # the stock path still commits after
                 self.log.warning("pre-revoke drain or commit failed: %r", exc)
         self.revocations += 1
+        self._trace("revoked", tps=sorted(map(tp_name, revoked)), revocations=self.revocations)
         for tp in revoked:
             self._baselines.pop(tp, None)
         await super().on_partitions_revoked(revoked)
@@ -115,6 +132,7 @@ class BulkConsumer(faust_aiokafka.Consumer):
         self._committed_offset.update({tp: offset for tp, offset in committed.items() if offset})
         self._baselines.update({tp: offset if offset is not None and offset >= 0 else None
                                 for tp, offset in committed.items()})
+        self._trace("seek_committed", offsets={tp_name(tp): offset for tp, offset in committed.items()})
 
     async def _add_gap(self, tp: TP, offset_from: int, offset_to: int) -> None:
         """Stock rule, except that the committed offset itself may be a gap: it is the next offset to read."""
@@ -122,6 +140,7 @@ class BulkConsumer(faust_aiokafka.Consumer):
         if committed is not None and offset_from < committed:
             offset_from = committed
         if offset_from <= offset_to:
+            self._trace("gap", tp=tp_name(tp), first=offset_from, last=offset_to)
             gaps = self._gap[tp]
             gaps.addi(offset_from, offset_to + 1)
             await asyncio.sleep(0)
@@ -229,7 +248,11 @@ class BulkConsumer(faust_aiokafka.Consumer):
         return accepted, gaps
 
     async def _deliver(self, tp: TP, records: List[ConsumerRecord], handler: BatchHandler) -> None:
+        fetched = len(records)
         records, gaps = self._accept(tp, records)
+        self._trace("deliver", tp=tp_name(tp), first=records[0].offset if records else None,
+                    last=records[-1].offset if records else None, dropped=fetched - len(records),
+                    revocations=self.revocations)
         if not records:
             return
         if gaps and self.app.topics.acks_enabled_for(tp.topic):
@@ -278,6 +301,7 @@ class BulkConsumer(faust_aiokafka.Consumer):
         for tp, offset in undelivered.items():
             if tp not in assigned:
                 continue  # revoked: its next owner starts from the committed offset
+            self._trace("rewind", tp=tp_name(tp), offset=offset)
             try:
                 await self.seek(tp, offset)
             except Exception as exc:
@@ -381,6 +405,7 @@ class BulkApp(faust.App):
     """
 
     batch_handlers: Dict[str, BatchHandler]
+    offset_trace: Optional[OffsetTrace] = None  # streams.offset_trace, when the worker is asked for one
     #: Awaited before partitions are revoked, after the handlers in flight finished: each stores (and acks)
     #: what its handler buffered, so that it is acked and committed under the assignment it was read in.
     drain_hooks: List[Callable[[], Awaitable[None]]]
