@@ -1,7 +1,8 @@
-"""A measured run of the scaled-out set-up (docs/scaling.md): a steady load of calibrated events (no faults,
-event time = now) at --rate for --minutes into a replicated Kafka cluster, stored by --workers workers of
-one consumer group; reports consumer lag over the run, freshness (Kafka record timestamp -> its raw row
-visible in ClickHouse, every event) and whether the window totals equal what was sent.
+"""A measured run of the scaled-out set-up (docs/scaling.md): a steady load of calibrated events (no faults;
+event times in the past, pulse.parallel_load.event_time_start) at --rate for --minutes, sent by --producers
+processes into a replicated Kafka cluster and stored by --workers workers of one consumer group; reports
+consumer lag over the run, freshness (Kafka record timestamp -> its raw row visible in ClickHouse, every
+event) and whether the window totals equal what was sent.
 
     python -m pulse.scale_run --minutes 10 --rate 3500 --workers 2     # its own 3 brokers on free ports
     python -m pulse.scale_run --bootstrap 127.0.0.1:9092,127.0.0.1:9192,127.0.0.1:9292 ...   # running brokers

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from array import array
 from collections import Counter
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ from kafka.admin import KafkaAdminClient, NewTopic
 
 from pulse.bench import WindowTruth
 from pulse.kafka_tools import end_offsets
-from pulse.parallel_load import SliceResult, default_producers, merge, parallel_produce
+from pulse.parallel_load import SliceResult, default_producers, event_time_start, merge, parallel_produce
 from pulse.settings import Settings
 
 
@@ -33,6 +34,12 @@ def test_slices_add_up_and_must_not_share_an_event() -> None:
 
 def test_one_producer_per_thousand_events_per_second() -> None:
     assert [default_producers(rate) for rate in (300, 1000, 1001, 3500)] == [1, 1, 2, 4]
+
+
+def test_the_event_clock_starts_far_enough_back_to_stay_in_the_past_at_night() -> None:
+    now = datetime(2026, 11, 29, 17, 30, tzinfo=timezone.utc)  # 00:30 in Vietnam: the quietest hours
+    start = event_time_start(now, duration_s=600, behind_s=30)
+    assert start == now - timedelta(seconds=30 + 600 * 50)  # up to 50 s of event time per second sent
 
 
 def kafka_truth(bootstrap: str, topics: list[str]) -> WindowTruth:
@@ -65,9 +72,10 @@ def test_parallel_producers_send_disjoint_slices_whose_truth_is_what_kafka_holds
         admin.close()
     settings = kafka_settings.model_copy(update={"state_dir": tmp_path})
     load = parallel_produce(settings, streams, {}, rate=600, duration_s=4, producers=3, seed=11)
-    assert len(load.per_producer) == 3 and all(600 <= share["sent"] <= 900 for share in load.per_producer)
-    assert load.sent == sum(share["sent"] for share in load.per_producer)  # 4 s at 200/s each, give or take
+    assert [share["sent"] for share in load.per_producer] == [800, 800, 800]  # 4 s at 200/s each, all sent
+    assert load.sent == 2400 and load.seconds >= 3.9
     sent = kafka_truth(kafka_settings.kafka_bootstrap, list(streams.values()))
     assert sent.counted == load.sent == load.truth.counted  # no faults: every message is a counted first copy
+    assert max(minute for _, minute, _ in sent.rows) < datetime.now(timezone.utc).timestamp()  # none in the future
     assert sent.differences({key: dict(value) for key, value in load.truth.rows.items()}) == []
     assert load.truth.differences({key: dict(value) for key, value in sent.rows.items()}) == []
