@@ -47,7 +47,7 @@ class LagSampler(threading.Thread):
     def __init__(self, run: BenchRun) -> None:
         super().__init__(daemon=True, name="lag-sampler")
         self.bench, self.samples, self.stop = run, [], threading.Event()
-        self.started_at = time.monotonic()
+        self.started_at, self.started_wall = time.monotonic(), time.time()
 
     def lag(self) -> int:
         bootstrap, security = self.bench.settings.kafka_bootstrap, self.bench.security
@@ -103,6 +103,7 @@ def _measure(run: BenchRun, *, minutes: float, rate: float, workers: int, drain_
                                 start_behind_s=FRESHNESS_START_BEHIND_S, duration_s=minutes * 60,
                                 producers=producers)
         run.windows, sent, sending_s = load.truth, load.sent, load.seconds
+        skipped = load.began_at - sampler.started_wall  # the slices generate their events first: not load yet
         say("waiting for the workers to store the rest…")
         drain_s = wait_for_group(settings.kafka_bootstrap, run.group,
                                  end_offsets(settings.kafka_bootstrap, run.topics.inputs, run.security),
@@ -117,7 +118,8 @@ def _measure(run: BenchRun, *, minutes: float, rate: float, workers: int, drain_
     delays = freshness_delays(_record_timestamps(settings.kafka_bootstrap, inputs_from, run.security),
                               run.visible_since(load_began))
     check = run.check_windows()
-    lags = [lag for _, lag in sampler.samples]
+    samples = [(round(at - skipped, 1), lag) for at, lag in sampler.samples if at >= skipped]
+    lags = [lag for _, lag in samples]
     return {
         "events": sent, "seconds": round(sending_s, 1), "events_per_s": round(sent / sending_s, 1),
         "target_events_per_s": rate, "producers": producers, "per_producer": load.per_producer,
@@ -128,7 +130,7 @@ def _measure(run: BenchRun, *, minutes: float, rate: float, workers: int, drain_
         "freshness_p95_s": round(_percentile(delays, 95), 3), "freshness_p99_s": round(_percentile(delays, 99), 3),
         "freshness_samples": len(delays), "worker_exits": exits, "correct": check["correct"],
         "windows_checked": check["windows_checked"], "window_differences": check["window_differences"],
-        "lag_samples": sampler.samples, "state": str(run.state),
+        "lag_samples": samples, "state": str(run.state),
     }
 
 

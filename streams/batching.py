@@ -44,6 +44,11 @@ BatchHandler = Callable[[TP, List[ConsumerRecord]], Awaitable[None]]
 
 Gap = Tuple[int, int]
 
+#: How long a revocation waits for handlers in flight and buffered batches to be stored. Past it (a sink that
+#: is down, a store held by another process) the rebalance goes on; those batches are still stored when
+#: they can be, but not acked (fetched before the revocation), so the partitions' owners read them again.
+DRAIN_BEFORE_REVOKE_S = 20.0
+
 
 class BulkConsumer(faust_aiokafka.Consumer):
     """Fetcher loop that hands whole per-partition record lists to a handler.
@@ -107,18 +112,24 @@ class BulkConsumer(faust_aiokafka.Consumer):
         """
         if not self.app.should_stop:
             try:
-                self.stop_flow()
-                await self.wait_empty()
-                for drain in getattr(self.app, "drain_hooks", ()):
-                    await drain()
+                await asyncio.wait_for(self._drain(), DRAIN_BEFORE_REVOKE_S)
+            except TimeoutError:  # e.g. the sink is down: what is still buffered is read again later
+                self.log.warning("pre-revoke drain took over %.0f s; its acks will not count", DRAIN_BEFORE_REVOKE_S)
+            try:
                 await self.commit()
             except Exception as exc:  # the stock path still commits after
-                self.log.warning("pre-revoke drain or commit failed: %r", exc)
+                self.log.warning("pre-revoke commit failed: %r", exc)
         self.revocations += 1
         self._trace("revoked", tps=sorted(map(tp_name, revoked)), revocations=self.revocations)
         for tp in revoked:
             self._baselines.pop(tp, None)
         await super().on_partitions_revoked(revoked)
+
+    async def _drain(self) -> None:
+        self.stop_flow()
+        await self.wait_empty()
+        for drain in getattr(self.app, "drain_hooks", ()):
+            await drain()
 
     async def perform_seek(self) -> None:
         """Seek to the committed offsets and keep them as the commit baseline, 0 included.

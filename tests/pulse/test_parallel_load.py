@@ -19,7 +19,7 @@ from pulse.settings import Settings
 
 
 def result(index: int, ids: list[int], rows: dict) -> SliceResult:
-    return SliceResult(index, len(ids), 1.0, rows, Counter(), array("Q", ids))
+    return SliceResult(index, len(ids), 0.0, 1.0, rows, Counter(), array("Q", ids))
 
 
 def test_slices_add_up_and_must_not_share_an_event() -> None:
