@@ -67,7 +67,7 @@ def _start_cluster(settings: Settings) -> tuple[Settings, list[kafka_cluster.Bro
     nodes = kafka_cluster.free_nodes()
     cluster = settings.model_copy(update={"kafka_bootstrap": kafka_cluster.bootstrap(nodes)})
     kafka_cluster.start(cluster, nodes)
-    infra.create_topics(cluster, replication_factor=kafka_cluster.REPLICATION_FACTOR)
+    kafka_cluster.create_topics(cluster)
     infra.wait_for_group_coordinator(cluster)
     return cluster, nodes
 

@@ -140,7 +140,7 @@ class BulkConsumer(faust_aiokafka.Consumer):
         committed = await self.seek_to_committed()
         self._read_offset.update({tp: offset if offset is not None and offset >= 0 else None
                                   for tp, offset in committed.items()})
-        self._committed_offset.update({tp: offset for tp, offset in committed.items() if offset})
+        self._committed_offset.update({tp: offset or None for tp, offset in committed.items() if offset is not None})
         self._baselines.update({tp: offset if offset is not None and offset >= 0 else None
                                 for tp, offset in committed.items()})
         self._trace("seek_committed", offsets={tp_name(tp): offset for tp, offset in committed.items()})
