@@ -1,6 +1,6 @@
 """The offset rules of streams/batching.py that decide what may be committed, on a real BulkConsumer (built, not
 started: these rules are pure bookkeeping, no broker is involved). Each test pins a way an offset could be
-committed past a message that no one stored (docs/scaling.md, "Open: loss under rebalances")."""
+committed past a message that no one stored (docs/scaling.md, "Loss under rebalances")."""
 from __future__ import annotations
 
 import asyncio
