@@ -10,6 +10,9 @@ recomputed rows are compared with the stored ones read with FINAL (measures and 
   events any more are kept unless `--prune` (the raw data may have been dropped on purpose).
 
 Only differing windows are written, so a backfill is idempotent: running it again writes nothing.
+On a ClickHouse cluster (`--cluster NAME`) reads and inserts go through the Distributed tables (plain
+names) and deletes to `<table>_local ON CLUSTER NAME` (sinks/cluster.py); the schema must have been
+applied with `pulse migrate --cluster NAME` first, as single-node DDL is never run there.
 Run it for periods the worker is no longer writing; a window the worker updates at the same moment
 is rewritten by the worker's next flush anyway.
 """
@@ -26,6 +29,7 @@ from pulse.errors import PulseUsageError
 from pulse.progress import Tracker, interactive
 from pulse.settings import Settings
 from pulse.store import open_warehouse
+from sinks.cluster import local_table_on_cluster
 from sinks.schema import migrate
 from sinks.windows import WINDOW_SPECS, WindowSpec, window_bounds
 
@@ -44,6 +48,11 @@ class BackfillOptions:
     verify: bool = False
     prune: bool = False
     quiet: bool = True
+    cluster: str | None = None  # ClickHouse cluster name: deletes go to the local tables ON CLUSTER
+
+
+class BackfillClusterError(PulseUsageError):
+    """`--cluster` asked of the embedded chDB store, which is one node."""
 
 
 def _as_utc(moment: datetime) -> datetime:
@@ -68,6 +77,24 @@ def resolve_provinces(codes: tuple[str, ...]) -> list[str]:
         raise PulseUsageError(str(error)) from None
 
 
+def _string_literal(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def delete_windows_sql(database: str, table: str, doomed: list[tuple[datetime, str]],
+                       cluster: str | None = None) -> str:
+    """The lightweight DELETE of the windows `doomed` ((window start, province code) pairs).
+
+    The values are written in as literals, so that the statement each node takes from the distributed DDL
+    queue is complete in itself. On a cluster it targets the local tables on every node: a Distributed
+    table holds no rows and refuses `DELETE`."""
+    target = f"{database}.{table}" if cluster is None else local_table_on_cluster(database, table, cluster)
+    starts = ", ".join(f"toDateTime({start}, 'UTC')" for start in sorted({int(s.timestamp()) for s, _ in doomed}))
+    keys = ", ".join(_string_literal(f"{int(start.timestamp())}/{code}") for start, code in sorted(set(doomed)))
+    return (f"DELETE FROM {target} WHERE window_start IN ({starts}) "
+            f"AND concat(toString(toUnixTimestamp(window_start)), '/', province_code) IN ({keys})")
+
+
 def minute_chunks(since: datetime, until: datetime) -> list[list[int]]:
     """Window starts (Unix minutes) with since <= start < until, grouped by hour."""
     low, high = since.timestamp(), until.timestamp()
@@ -84,10 +111,11 @@ def minute_chunks(since: datetime, until: datetime) -> list[list[int]]:
 class _Table:
     """Per-table counts and the chunk-level compare/repair."""
 
-    def __init__(self, spec: WindowSpec, database: str, provinces: list[str]) -> None:
+    def __init__(self, spec: WindowSpec, database: str, provinces: list[str], cluster: str | None = None) -> None:
         self.spec = spec
         self.db = database
         self.provinces = provinces
+        self.cluster = cluster
         self.counts = {"windows": 0, "missing": 0, "extra": 0, "different": 0, "inserted": 0, "deleted": 0}
 
     def _where_province(self) -> str:
@@ -147,13 +175,7 @@ class _Table:
             return len(fresh)
         doomed = different + (extra if prune else [])
         if doomed:
-            client.command(
-                f"DELETE FROM {self.db}.{self.spec.table} "
-                f"WHERE window_start IN {{starts:Array(DateTime('UTC'))}} "
-                f"AND has({{keys:Array(String)}}, concat(toString(toUnixTimestamp(window_start)), '/', province_code))",
-                parameters={"starts": sorted({key[0] for key in doomed}),
-                            "keys": [f"{int(key[0].timestamp())}/{key[1]}" for key in doomed]},
-            )
+            client.command(delete_windows_sql(self.db, self.spec.table, doomed, self.cluster))
             self.counts["deleted"] += len(doomed)
         rows = [[*key, *fresh[key]] for key in sorted(missing + different)]
         if rows:
@@ -168,7 +190,11 @@ def run_backfill(settings: Settings, options: BackfillOptions) -> dict[str, obje
     provinces = resolve_provinces(options.provinces)
     chunks = minute_chunks(options.since, options.until)
     warehouse = open_warehouse(settings, keep_open=settings.chdb_keep_open)
-    tables = [_Table(spec, warehouse.database, provinces) for spec in specs]
+    if options.cluster and warehouse.embedded:
+        warehouse.close()
+        raise BackfillClusterError("--cluster needs a ClickHouse server (PULSE_CLICKHOUSE_URL=http[s]://...); "
+                                   "the embedded chDB store is a single node")
+    tables = [_Table(spec, warehouse.database, provinces, options.cluster) for spec in specs]
     examples: list[dict] = []
     try:
         with Tracker("backfill " + ",".join(spec.table for spec in specs), None,
@@ -176,7 +202,8 @@ def run_backfill(settings: Settings, options: BackfillOptions) -> dict[str, obje
             work: list[tuple[_Table, list[int]]] = []
             done = 0
             with warehouse.lease() as client:
-                migrate(client, warehouse.database)
+                if not options.cluster:  # a cluster's schema comes from `pulse migrate --cluster` only
+                    migrate(client, warehouse.database)
                 for table in tables:  # hours with neither raw events nor windows need no work
                     active = table.active_hours(client, options.since, options.until)
                     work += [(table, starts) for starts in chunks if starts[0] // CHUNK_S * CHUNK_S in active]

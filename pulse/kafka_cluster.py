@@ -177,6 +177,22 @@ def wait_for_brokers(settings: Settings, count: int, timeout_s: float = infra.ST
         time.sleep(0.5)
 
 
+def create_topics(settings: Settings, timeout_s: float = infra.START_TIMEOUT_S) -> list[str]:
+    """The project's topics with replication factor 3, retried while the cluster's metadata is still
+    settling: right after `wait_for_brokers` a node may still name a controller that its broker list lacks,
+    and the admin client then fails with an unknown broker id (seen in about one cluster start in ten)."""
+    from kafka.errors import KafkaError
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return infra.create_topics(settings, replication_factor=REPLICATION_FACTOR)
+        except KafkaError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1)
+
+
 def _in_parallel(calls: list[Callable[[], str]]) -> list[str]:
     with ThreadPoolExecutor(len(calls)) as pool:
         return [future.result() for future in [pool.submit(call) for call in calls]]
@@ -197,7 +213,7 @@ def up(settings: Settings, brokers: int, with_monitoring: bool = True) -> list[s
     lines = start(settings, nodes)
     lines += [service.start() for service in infra.prometheus_services(settings)] if with_monitoring else []
     cluster_settings = settings.model_copy(update={"kafka_bootstrap": bootstrap(nodes)})
-    created = infra.create_topics(cluster_settings, replication_factor=REPLICATION_FACTOR)
+    created = create_topics(cluster_settings)
     infra.wait_for_group_coordinator(cluster_settings)
     lines.append(f"topics: created {', '.join(created)}" if created else "topics: all present")
     lines.append(f"replication factor {REPLICATION_FACTOR}, min.insync.replicas {MIN_INSYNC_REPLICAS}; "

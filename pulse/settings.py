@@ -132,6 +132,9 @@ class Settings(BaseSettings):
     # when true it never does.
     chdb_keep_open: bool = False
     chdb_lock_timeout_s: float = 60.0
+    # A folder for each worker process to write a trace of what moves its Kafka offsets (streams/offset_trace.py):
+    # a diagnostic for losses under rebalances, off by default.
+    offset_trace_dir: Path | None = None
     # While this file exists the sink refuses writes: an outage drill for backpressure and recovery.
     sink_outage_flag: Path | None = None
 

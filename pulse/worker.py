@@ -51,6 +51,7 @@ def stream_config(settings: Settings) -> StreamConfig:
         session_timeout_s=settings.kafka_session_timeout_s,
         broker_credentials=faust_credentials(settings),
         datadir=str(settings.state_dir / "faust"),
+        offset_trace_dir=str(settings.offset_trace_dir) if settings.offset_trace_dir else None,
     )
 
 

@@ -283,6 +283,15 @@ def cluster_write_settings(replicas_per_shard: int) -> dict[str, int]:
     }
 
 
+def local_table_on_cluster(database: str, table: str, cluster: str) -> str:
+    """The target of a statement that must reach the rows themselves on every node (a lightweight
+    `DELETE`, a mutation): `<db>.<table>_local ON CLUSTER <cluster>`. A Distributed table holds no rows,
+    and `DELETE FROM` one is refused by ClickHouse."""
+    for what, value in (("cluster", cluster), ("database", database), ("table", table)):
+        _check_identifier(what, value)
+    return f"{database}.{table}{LOCAL_SUFFIX} ON CLUSTER {cluster}"
+
+
 def render_statements(statements: Iterable[str], cluster: str, database: str = "pulse",
                       tables: dict[str, ShardedTable] | None = None) -> list[str]:
     """Cluster statements for single-node statements (`{db}` already replaced). `tables` carries what

@@ -17,6 +17,7 @@ from faust.types import TP
 
 from streams import metrics
 from streams.batching import BulkApp
+from streams.offset_trace import OffsetTrace, tp_name
 from streams.pipeline import Message, Outcome, Pipeline
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,7 @@ class StreamConfig:
     broker_credentials: object | None = None
     datadir: str | None = None  # Faust's own working files; default is a folder in the working directory
     batch_max_bytes: int = 16 * 2**20  # message bytes that also close a batch (memory bounded for large messages)
+    offset_trace_dir: str | None = None  # streams.offset_trace: off unless set
 
 
 def _window_key(row: dict) -> bytes:
@@ -63,7 +65,7 @@ class Ingest:
         self.config = config
         self.deadletters = app.topic(config.deadletter_topic, key_serializer="raw", value_serializer="raw")
         self.windows = app.topic(config.windows_topic, key_serializer="raw", value_serializer="raw")
-        self.pending: list[tuple[TP, list]] = []
+        self.pending: list[tuple[TP, list, int]] = []  # (partition, records, consumer.revocations at fetch)
         self.pending_count = 0
         self.pending_bytes = 0
         self.oldest = 0.0
@@ -76,7 +78,7 @@ class Ingest:
     async def on_records(self, tp: TP, records: list) -> None:
         if not self.pending:
             self.oldest = time.monotonic()
-        self.pending.append((tp, records))
+        self.pending.append((tp, records, self.app.consumer.revocations))
         self.pending_count += len(records)
         self.pending_bytes += sum([len(r.value) for r in records if r.value is not None])
         metrics.SINK_BUFFERED.set(self.pending_count)
@@ -85,6 +87,12 @@ class Ingest:
             if self.in_flight is not None:
                 await asyncio.shield(self.in_flight)
             self.in_flight = asyncio.ensure_future(self.flush())
+
+    async def drain(self) -> None:
+        """Store and ack everything buffered (before partitions are revoked: streams.batching)."""
+        if self.in_flight is not None:
+            await asyncio.shield(self.in_flight)
+        await asyncio.shield(self.flush())
 
     def due(self) -> bool:
         return bool(self.pending) and time.monotonic() - self.oldest >= self.config.batch_within_s
@@ -95,15 +103,20 @@ class Ingest:
                 return
             batch, self.pending, self.pending_count, self.pending_bytes = self.pending, [], 0, 0
             messages = [Message(r.topic, r.partition, r.offset, r.key, r.value, r.timestamp / 1000)
-                        for _, records in batch for r in records]
+                        for _, records, _ in batch for r in records]
             began = time.monotonic()
             outcome = await self._store(messages)
             log.info("stored %d messages in %.3f s", len(messages), time.monotonic() - began)
             metrics.SINK_BUFFERED.set(self.pending_count)
             assigned = self.app.consumer.assignment()
-            for tp, records in batch:
-                if tp in assigned:  # a revoked partition's records are the new owner's to commit
-                    self.app.consumer.ack_records(tp, records)
+            trace = self.app.offset_trace
+            for tp, records, fetched_at in batch:
+                # Records fetched before a revocation are not acked, even if the partition came back: its
+                # committed offset may have moved since, and it is read again from there.
+                acked = self.app.consumer.ack_records(tp, records, fetched_at) if tp in assigned else 0
+                if trace is not None:
+                    trace.write("flush", tp=tp_name(tp), first=records[0].offset, last=records[-1].offset,
+                                fetched_at=fetched_at, acked=acked)
                 self._stored(tp, records[-1])
             self._publish(outcome)
 
@@ -164,9 +177,12 @@ def create_app(config: StreamConfig, pipeline: Pipeline) -> BulkApp:
         broker_heartbeat_interval=min(3.0, config.session_timeout_s / 3),
         broker_commit_every=100_000,
     )
+    if config.offset_trace_dir:
+        app.offset_trace = OffsetTrace(config.offset_trace_dir)
     inputs = app.topic(*config.input_topics, key_serializer="raw", value_serializer="raw")
     ingest = Ingest(app, pipeline, config)
     app.batch_handler(inputs)(ingest.on_records)
+    app.drain_hooks.append(ingest.drain)
 
     @app.task
     async def flush_when_due() -> None:

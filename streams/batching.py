@@ -16,6 +16,7 @@ It relies on faust-streaming 0.15 internals (pinned in pyproject.toml): `App._ne
 from __future__ import annotations
 
 import asyncio
+from bisect import bisect_left
 from time import monotonic
 from typing import Any, Awaitable, Callable, Dict, List, Optional, Sequence, Set, Tuple, cast
 
@@ -26,6 +27,8 @@ from faust.types import TP, Message
 from faust.types.topics import TopicT
 from mode import Service, ServiceT
 from mode.utils.futures import notify
+
+from streams.offset_trace import OffsetTrace, tp_name
 
 try:  # shared with Consumer.ack in the faust-streaming builds that have it
     from faust.types.tuples import ack_lock
@@ -41,6 +44,11 @@ BatchHandler = Callable[[TP, List[ConsumerRecord]], Awaitable[None]]
 
 Gap = Tuple[int, int]
 
+#: How long a revocation waits for handlers in flight and buffered batches to be stored. Past it (a sink that
+#: is down, a store held by another process) the rebalance goes on; those batches are still stored when
+#: they can be, but not acked (fetched before the revocation), so the partitions' owners read them again.
+DRAIN_BEFORE_REVOKE_S = 20.0
+
 
 class BulkConsumer(faust_aiokafka.Consumer):
     """Fetcher loop that hands whole per-partition record lists to a handler.
@@ -52,8 +60,7 @@ class BulkConsumer(faust_aiokafka.Consumer):
       while flow is stopped and fetches only active partitions); if records
       arrive after flow stopped, drop them and ``perform_seek()`` back to the
       committed offsets, as stock ``getmany`` does; stop handing out batches
-      once flow stops or the consumer generation changes partway through a
-      fetch;
+      once flow stops or partitions are revoked partway through a fetch;
     * partition filter: skip partitions that are not active (paused or
       revoked), using the same rule as stock;
     * ``_read_offset``: drop records below it (they come back after a seek),
@@ -67,35 +74,146 @@ class BulkConsumer(faust_aiokafka.Consumer):
       the livelock detector.
     """
 
-    async def on_partitions_revoked(self, revoked: Set[TP]) -> None:
-        """Commit acked offsets before stock code forgets them.
+    #: Revocations seen so far. A batch remembers the count it was fetched under; once a revocation has
+    #: happened since, its records are not acked (see ``ack_records``).
+    revocations: int = 0
 
-        Stock ``Consumer.on_partitions_revoked`` drops ``_acked``/
-        ``_acked_index``/``_committed_offset`` of the revoked partitions
-        *before* the app's ``wait_empty()`` + commit.  Anything acked since
-        the last periodic commit is then never committed, and the next owner
-        processes it again.  That is still at-least-once, but with large
-        batches it can be one or two ``broker_commit_every`` worth of
-        duplicates for each rebalance.  Acked offsets are processed, so
-        committing them here is safe.
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Partitions whose committed offset is known since their last assignment (from perform_seek): the
+        # baseline _new_offset needs. None as a value: Kafka has no commit for it (a new group).
+        self._baselines: Dict[TP, Optional[int]] = {}
+
+    def _trace(self, kind: str, **fields: Any) -> None:
+        trace: Optional[OffsetTrace] = getattr(self.app, "offset_trace", None)
+        if trace is not None:
+            trace.write(kind, **fields)
+
+    async def on_partitions_assigned(self, assigned: Set[TP], generation_id: int = 0) -> None:
+        self._trace("assigned", tps=sorted(map(tp_name, assigned)), generation=generation_id)
+        await super().on_partitions_assigned(assigned, generation_id)
+
+    async def _commit_offsets(self, offsets: Any, start_new_transaction: bool = True) -> bool:
+        did_commit = await super()._commit_offsets(offsets, start_new_transaction=start_new_transaction)
+        self._trace("commit", offsets={tp_name(tp): offset for tp, offset in offsets.items()}, ok=did_commit)
+        return did_commit
+
+    async def on_partitions_revoked(self, revoked: Set[TP]) -> None:
+        """Store, ack and commit everything fetched so far, then let stock code forget the partitions.
+
+        Stock ``Consumer.on_partitions_revoked`` drops ``_acked``/``_committed_offset``/``_read_offset`` of
+        the revoked partitions *before* the app stops the flow and waits for handlers, and the app's
+        ``wait_empty()`` does not see a flush started by a timer. A batch stored after that point was
+        acked with no committed baseline (stock ``_should_commit`` then accepts any offset) or under the
+        next assignment. So, while the state is still whole: stop the flow, wait for handlers in flight,
+        run the app's drain hooks (store what is buffered; its acks count), commit. Then the revocation
+        count moves on, and any batch fetched before it that is stored later is not acked: the partition's
+        owner reads it again from the committed offset (the sink skips what is stored).
         """
         if not self.app.should_stop:
+            try:
+                await asyncio.wait_for(self._drain(), DRAIN_BEFORE_REVOKE_S)
+            except TimeoutError:  # e.g. the sink is down: what is still buffered is read again later
+                self.log.warning("pre-revoke drain took over %.0f s; its acks will not count", DRAIN_BEFORE_REVOKE_S)
             try:
                 await self.commit()
             except Exception as exc:  # the stock path still commits after
                 self.log.warning("pre-revoke commit failed: %r", exc)
+        self.revocations += 1
+        self._trace("revoked", tps=sorted(map(tp_name, revoked)), revocations=self.revocations)
+        for tp in revoked:
+            self._baselines.pop(tp, None)
         await super().on_partitions_revoked(revoked)
 
+    async def _drain(self) -> None:
+        self.stop_flow()
+        await self.wait_empty()
+        for drain in getattr(self.app, "drain_hooks", ()):
+            await drain()
+
+    async def perform_seek(self) -> None:
+        """Seek to the committed offsets and keep them as the commit baseline, 0 included.
+
+        Stock code stores a committed offset of 0 as None, which ``_should_commit`` reads as "anything
+        may be committed"; the baseline keeps the real value.
+        """
+        committed = await self.seek_to_committed()
+        self._read_offset.update({tp: offset if offset is not None and offset >= 0 else None
+                                  for tp, offset in committed.items()})
+        self._committed_offset.update({tp: offset or None for tp, offset in committed.items() if offset is not None})
+        self._baselines.update({tp: offset if offset is not None and offset >= 0 else None
+                                for tp, offset in committed.items()})
+        self._trace("seek_committed", offsets={tp_name(tp): offset for tp, offset in committed.items()})
+
+    async def _add_gap(self, tp: TP, offset_from: int, offset_to: int) -> None:
+        """Stock rule, except that the committed offset itself may be a gap: it is the next offset to read."""
+        committed = self._committed_offset[tp]
+        if committed is not None and offset_from < committed:
+            offset_from = committed
+        if offset_from <= offset_to:
+            self._trace("gap", tp=tp_name(tp), first=offset_from, last=offset_to)
+            gaps = self._gap[tp]
+            gaps.addi(offset_from, offset_to + 1)
+            await asyncio.sleep(0)
+            gaps.merge_overlaps()
+
+    def _new_offset(self, tp: TP) -> Optional[int]:
+        """The offset to commit for ``tp``: one past the run of acked (or gap) offsets that starts exactly at
+        the committed offset; None if there is none.
+
+        Stock ``_new_offset`` differs in two ways that commit past messages nobody processed: it accepts a
+        run starting one *after* the committed offset (the committed offset is the next one to read, so
+        that message is skipped), and with no committed offset it accepts a run starting anywhere. Here a
+        partition with no baseline since its last assignment (revoked, not seeked again) commits nothing.
+        """
+        acked = self._acked[tp]
+        if not acked:
+            return None
+        committed = self._committed_offset[tp]
+        if committed is None:
+            if tp not in self._baselines:
+                return None
+            committed = self._baselines[tp]  # 0, or None: Kafka has no commit (a new group starts anywhere)
+        highest = max(acked)
+        gaps = self._gap[tp]
+        if gaps:
+            covered = sorted(gaps.overlap(0, highest), key=lambda interval: interval.begin)
+            if covered:
+                filled = [offset for interval in covered for offset in range(interval.begin, interval.end)]
+                acked.extend(filled)
+                gaps.chop(0, max(filled[-1], highest + 1))
+        acked.sort()
+        if committed is not None:
+            stale = bisect_left(acked, committed)  # already committed (a redelivery): drop
+            if stale:
+                self._acked_index[tp].difference_update(acked[:stale])
+                del acked[:stale]
+            if not acked or acked[0] != committed:
+                return None
+        end = len(acked)
+        if acked[-1] - acked[0] != end - 1:  # not one run without repeats: find where the first run ends
+            end = 1
+            while end < len(acked) and acked[end] <= acked[end - 1] + 1:
+                end += 1
+        run = acked[:end]
+        del acked[:end]
+        self._acked_index[tp].difference_update(run)
+        return run[-1] + 1
+
     # ---------------------------------------------------------------- acking
-    def ack_records(self, tp: TP, records: Sequence[ConsumerRecord]) -> int:
+    def ack_records(self, tp: TP, records: Sequence[ConsumerRecord], fetched_at: Optional[int] = None) -> int:
         """Mark ``records`` (one partition) processed; returns how many counted.
 
         The bulk version of ``Consumer.ack``.  It applies the same rules:
         acks count only for topics with acks enabled, skip offsets below the
         committed one, and skip offsets already acked.  It takes the same
-        ``ack_lock``.
+        ``ack_lock``.  ``fetched_at``: ``revocations`` when the records were
+        fetched; if partitions were revoked since, nothing is acked (the
+        records are read again from the committed offset by whoever owns the
+        partition now, and acking them could commit past records of the new
+        assignment that were not processed).
         """
-        if not records:
+        if not records or (fetched_at is not None and fetched_at != self.revocations):
             return 0
         offsets = [r.offset for r in records]
         with ack_lock:
@@ -115,27 +233,37 @@ class BulkConsumer(faust_aiokafka.Consumer):
 
     # -------------------------------------------------------------- delivery
     def _accept(self, tp: TP, records: List[ConsumerRecord]) -> Tuple[List[ConsumerRecord], List[Gap]]:
-        """Apply the stock read-offset rule to a whole partition batch."""
+        """Drop records below the read offset; return the rest and the offsets missing before them.
+
+        ``_read_offset`` is the next offset to read here, as after a seek (stock code mixes that with the
+        last offset read, so the gap after a seek missed the seek offset and the one after a delivery
+        held the next record). Gaps are inclusive ranges of offsets that do not exist (compaction,
+        transaction markers, retention), which ``_new_offset`` may commit past.
+        """
         r_offset: Optional[int] = self._read_offset[tp]
         first, last = records[0].offset, records[-1].offset
         # Fast path (nearly always): nothing below the read offset and no
         # holes inside the batch, so we only look at the two ends.
         if (r_offset is None or first >= r_offset) and last - first == len(records) - 1:
-            gaps = [(r_offset + 1, first)] if r_offset and first - r_offset > 1 else []
+            gaps = [(r_offset, first - 1)] if r_offset is not None and first > r_offset else []
             return records, gaps
         accepted: List[ConsumerRecord] = []
         gaps = []
         for record in records:
             offset = record.offset
             if r_offset is None or offset >= r_offset:
-                if r_offset and offset - r_offset > 1:
-                    gaps.append((r_offset + 1, offset))
+                if r_offset is not None and offset > r_offset:
+                    gaps.append((r_offset, offset - 1))
                 accepted.append(record)
-                r_offset = offset
+                r_offset = offset + 1
         return accepted, gaps
 
     async def _deliver(self, tp: TP, records: List[ConsumerRecord], handler: BatchHandler) -> None:
+        fetched = len(records)
         records, gaps = self._accept(tp, records)
+        self._trace("deliver", tp=tp_name(tp), first=records[0].offset if records else None,
+                    last=records[-1].offset if records else None, dropped=fetched - len(records),
+                    revocations=self.revocations)
         if not records:
             return
         if gaps and self.app.topics.acks_enabled_for(tp.topic):
@@ -152,7 +280,7 @@ class BulkConsumer(faust_aiokafka.Consumer):
         # so without it every lagging partition is reported "stream idle"
         # once stream_processing_timeout has passed.
         self.app.monitor.stream_inbound_time[tp] = monotonic()
-        generation = self.app.consumer_generation_id
+        revocations = self.revocations
         task = asyncio.ensure_future(handler(tp, records))
         task.add_done_callback(lambda _: self._release(marker))
         # shield(): on rebalance and on shutdown Faust stops the fetcher
@@ -163,18 +291,20 @@ class BulkConsumer(faust_aiokafka.Consumer):
         await asyncio.shield(task)
         # A rebalance while the handler ran has set the read offset of the new assignment (seek to the
         # committed offset): leave it, or the next fetch would look like a hole or like a re-read.
-        if self.app.consumer_generation_id == generation:
-            self._read_offset[tp] = last.offset
+        if self.revocations == revocations:
+            self._read_offset[tp] = last.offset + 1
 
     async def _rewind(self, undelivered: Dict[TP, int]) -> None:
         """Seek partitions whose fetched records were not handed out back to the first of them.
 
-        Records are left out when their partition is paused or revoked, or when the generation changes
-        part-way through a fetch, but the fetch position has already moved past them. Without a seek the
-        next batch of a partition this worker still holds starts after a hole, which ``_accept`` takes for
-        a compaction gap and commits past: those records would never be processed by anyone (seen as
-        lost events with three workers and a rebalance). Stock ``getmany`` seeks back to the committed
-        offsets for the same reason when flow stops; this seeks only what was skipped.
+        Records are left out when their partition is paused or when the flow stops part-way through a
+        fetch, but the fetch position has already moved past them. Without a seek the next batch of a
+        partition this worker still holds starts after a hole, which ``_accept`` takes for a compaction
+        gap and commits past: those records would never be processed by anyone (seen as lost events with
+        three workers and a rebalance). Stock ``getmany`` seeks back to the committed offsets for the same
+        reason when flow stops; this seeks only what was skipped. Only within one assignment: after a
+        revocation the partitions kept were seeked to their committed offsets, and seeking them to the
+        skipped records would jump *forward* over whatever lies between.
         """
         if not undelivered:
             return
@@ -182,6 +312,7 @@ class BulkConsumer(faust_aiokafka.Consumer):
         for tp, offset in undelivered.items():
             if tp not in assigned:
                 continue  # revoked: its next owner starts from the committed offset
+            self._trace("rewind", tp=tp_name(tp), offset=offset)
             try:
                 await self.seek(tp, offset)
             except Exception as exc:
@@ -209,7 +340,7 @@ class BulkConsumer(faust_aiokafka.Consumer):
                 break
             message = self._to_message(tp, record)
             await self.wait_first(self.callback(message), self.suspend_flow.wait())
-            self._read_offset[tp] = record.offset
+            self._read_offset[tp] = record.offset + 1
 
     async def _drain_messages(self, fetcher: ServiceT) -> None:
         handlers = cast(Dict[str, BatchHandler], getattr(self.app, "batch_handlers", {}))
@@ -224,7 +355,7 @@ class BulkConsumer(faust_aiokafka.Consumer):
             while not (consumer_stopped() or fetcher_stopped()):
                 self.diag.set_flag("FETCHING")
                 records, active = await self._wait_next_records(1.0)
-                generation_id = app.consumer_generation_id
+                revocations = self.revocations
                 await self.sleep(0)
                 if records is None or self.should_stop:
                     continue
@@ -236,7 +367,7 @@ class BulkConsumer(faust_aiokafka.Consumer):
                     continue
                 delivered: Set[TP] = set()
                 for tp, recs in records.items():
-                    if not self.flow_active or app.consumer_generation_id != generation_id:
+                    if not self.flow_active or self.revocations != revocations:
                         break
                     if active is not None and tp not in active and tp not in buffered:
                         continue
@@ -250,8 +381,9 @@ class BulkConsumer(faust_aiokafka.Consumer):
                     if self._commit_every is not None and self._n_acked >= self._commit_every:
                         self._n_acked = 0
                         await self.commit()
-                await self._rewind({tp: recs[0].offset for tp, recs in records.items()
-                                    if recs and tp not in delivered})
+                if self.revocations == revocations:  # else the new assignment was seeked to the committed offsets
+                    await self._rewind({tp: recs[0].offset for tp, recs in records.items()
+                                        if recs and tp not in delivered})
                 self.diag.unset_flag("FETCHING")
         except self.consumer_stopped_errors:
             if self.transport.app.should_stop:
@@ -284,10 +416,15 @@ class BulkApp(faust.App):
     """
 
     batch_handlers: Dict[str, BatchHandler]
+    offset_trace: Optional[OffsetTrace] = None  # streams.offset_trace, when the worker is asked for one
+    #: Awaited before partitions are revoked, after the handlers in flight finished: each stores (and acks)
+    #: what its handler buffered, so that it is acked and committed under the assignment it was read in.
+    drain_hooks: List[Callable[[], Awaitable[None]]]
     _batch_topics: List[TopicT]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.batch_handlers = {}
+        self.drain_hooks = []
         self._batch_topics = []
         super().__init__(*args, **kwargs)
 

@@ -24,9 +24,12 @@ from pulse.cli.params import ISO_TIME
 @click.option("--prune", is_flag=True,
               help="Also delete stored windows that have no raw events any more (kept by default).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--cluster", default=None, metavar="NAME",
+              help="The configured server is a node of ClickHouse cluster NAME (schema from `pulse migrate "
+                   "--cluster NAME`): deletes go to the local tables ON CLUSTER NAME.")
 @click.pass_context
 def backfill(ctx: click.Context, tables: tuple[str, ...], since: datetime, until: datetime,
-             provinces: tuple[str, ...], verify: bool, prune: bool, quiet: bool) -> None:
+             provinces: tuple[str, ...], verify: bool, prune: bool, quiet: bool, cluster: str | None) -> None:
     """Recompute window tables for [--since, --until) from the raw tables inside ClickHouse.
 
     Uses the same window definitions as the worker; writes only windows that differ from the
@@ -35,7 +38,7 @@ def backfill(ctx: click.Context, tables: tuple[str, ...], since: datetime, until
     from pulse.backfill import BackfillOptions, run_backfill
 
     options = BackfillOptions(tables=tables, since=since, until=until, provinces=provinces, verify=verify,
-                              prune=prune, quiet=quiet)
+                              prune=prune, quiet=quiet, cluster=cluster)
     report = run_backfill(settings_of(ctx), options)
     click.echo(json.dumps(report, default=str))
     if verify and report["differences"]:

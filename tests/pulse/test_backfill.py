@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from pulse.backfill import SPECS_BY_TABLE, delete_windows_sql
 from sinks.client import Warehouse
+from sinks.cluster import cluster_statements
 from tests.pulse.test_replay import check_truth, direct_env, make_events, run_json, window_rows
 from tests.support.services import PulseEnv
 
@@ -143,3 +145,52 @@ def test_backfill_refuses_bad_arguments(pulse_env: PulseEnv) -> None:
     result = pulse_env.pulse("backfill", "--table", "payments_1m", "--since", "2026-01-04T00:00:00Z",
                              "--until", "2026-01-05T00:00:00Z", "--province", "99", check=False)
     assert result.returncode != 0 and "unknown province" in result.stderr
+
+
+def test_backfill_cluster_refuses_the_embedded_store(pulse_env: PulseEnv) -> None:
+    result = pulse_env.pulse("backfill", "--table", "payments_1m", "--since", "2026-01-04T00:00:00Z",
+                             "--until", "2026-01-05T00:00:00Z", "--cluster", "pulse_cluster", check=False)
+    assert result.returncode != 0 and "--cluster needs a ClickHouse server" in result.stderr
+
+
+def test_cluster_deletes_target_the_local_tables_on_the_cluster_and_parse(tmp_path: Path) -> None:
+    """No ClickHouse cluster runs here: ClickHouse's own parser (chDB formatQuery) reads each rendered DELETE, and
+    the table it names is one that `pulse migrate --cluster` creates on every node."""
+    cluster, start = "pulse_cluster", datetime(2026, 1, 4, 10, 7, tzinfo=timezone.utc)
+    doomed = [(start, "01"), (start, "79"), (start + timedelta(minutes=1), "01")]
+    schema = " ".join(cluster_statements(cluster))
+    warehouse = Warehouse(f"chdb://{tmp_path / 'parser'}", keep_open=False)
+    try:
+        with warehouse.lease() as client:
+            for table in SPECS_BY_TABLE:
+                sql = delete_windows_sql("pulse", table, doomed, cluster)
+                text = client.query("SELECT formatQuery({sql:String})", parameters={"sql": sql}).result_rows[0][0]
+                assert text.startswith(f"DELETE FROM pulse.{table}_local ON CLUSTER {cluster} WHERE"), text
+                assert f"CREATE TABLE IF NOT EXISTS pulse.{table}_local ON CLUSTER {cluster}" in schema
+                assert all(key in text for key in ("'1767521220/01'", "'1767521220/79'", "'1767521280/01'")), text
+                single = delete_windows_sql("pulse", table, doomed)
+                assert "ON CLUSTER" not in single and f"DELETE FROM pulse.{table} WHERE" in single
+    finally:
+        warehouse.close()
+
+
+def test_the_rendered_delete_removes_exactly_the_doomed_windows(tmp_path: Path) -> None:
+    """The literal DELETE that single-node and cluster backfills share, run on chDB: only the named windows go."""
+    start = datetime(2026, 1, 4, 10, 7, tzinfo=timezone.utc)
+    execute_env = Warehouse(f"chdb://{tmp_path / 'store'}", keep_open=False)
+    try:
+        with execute_env.lease() as client:
+            client.command("CREATE DATABASE IF NOT EXISTS pulse")
+            client.command("CREATE TABLE pulse.w (window_start DateTime('UTC'), province_code String) "
+                           "ENGINE = MergeTree ORDER BY (window_start, province_code)")
+            rows = [[start + timedelta(minutes=m), code] for m in range(3) for code in ("01", "79", "it's")]
+            client.insert("pulse.w", rows, column_names=["window_start", "province_code"])
+            client.command(delete_windows_sql("pulse", "w", [(start, "79"), (start + timedelta(minutes=1), "it's"),
+                                                             (start + timedelta(minutes=2), "01")]))
+            left = client.query("SELECT toUnixTimestamp(window_start), province_code FROM pulse.w "
+                                "ORDER BY 1, 2").result_rows
+    finally:
+        execute_env.close()
+    base = int(start.timestamp())
+    assert left == [(base, "01"), (base, "it's"), (base + 60, "01"), (base + 60, "79"),
+                    (base + 120, "79"), (base + 120, "it's")]

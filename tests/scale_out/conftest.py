@@ -71,7 +71,7 @@ def kafka_cluster_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator
                         kafka_bootstrap=kafka_cluster.bootstrap(nodes), topic_partitions=PARTITIONS)
     try:
         kafka_cluster.start(settings, nodes)
-        infra.create_topics(settings, replication_factor=kafka_cluster.REPLICATION_FACTOR)
+        kafka_cluster.create_topics(settings)
         wait_until_healthy(settings)
         yield settings
     finally:

@@ -11,10 +11,13 @@ from pulse.settings import Settings
 def test_a_short_measured_run_with_two_workers_is_exact_and_reports_lag_and_freshness(
         kafka_cluster_settings: Settings, tmp_path: Path) -> None:
     settings = kafka_cluster_settings.model_copy(update={"state_dir": tmp_path})
-    report = measure(settings, minutes=0.25, rate=300, workers=2, drain_timeout_s=180, say=lambda _: None)
+    report = measure(settings, minutes=0.25, rate=300, workers=2, drain_timeout_s=180, producers=2,
+                     say=lambda _: None)
     assert report["correct"], report["window_differences"]
     assert report["worker_exits"] == [0, 0]
-    assert report["brokers"] == 3 and report["workers"] == 2
+    assert report["brokers"] == 3 and report["workers"] == 2 and report["producers"] == 2
+    assert [share["sent"] for share in report["per_producer"]] and \
+        sum(share["sent"] for share in report["per_producer"]) == report["events"]
     assert 3000 <= report["events"] <= 5000  # 15 s at 300 events/s, give or take the pacer's start
     assert report["lag_samples"] and report["lag_max_messages"] >= 0
     assert report["freshness_samples"] > 1000

@@ -16,13 +16,15 @@ class _Topic:
 
 
 class _Consumer:
+    revocations = 0  # no rebalance here
+
     def __init__(self) -> None:
         self.acked: list[int] = []
 
     def assignment(self) -> set[TP]:
         return {TP("in", 0)}
 
-    def ack_records(self, tp: TP, records: list) -> None:
+    def ack_records(self, tp: TP, records: list, fetched_at: int | None = None) -> None:
         self.acked += [record.offset for record in records]
 
 
@@ -30,6 +32,7 @@ class _App:
     """The few parts of the Faust app that Ingest uses (topics to publish on, the consumer to ack)."""
 
     should_stop = False
+    offset_trace = None
 
     def __init__(self) -> None:
         self.consumer = _Consumer()
