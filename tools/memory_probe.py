@@ -148,6 +148,7 @@ def main() -> None:
         pool = ThreadPoolExecutor(max_workers=1)
         phase_peaks = {"generate": 0.0, "process": 0.0}  # peak RssAnon while generating / storing a batch
         heap_peaks: list[float] = []  # the Python heap's peak during each batch (with --heap)
+        process_s = 0.0  # time spent in the pipeline (not generating, not sampling)
         while offset < args.events:
             messages = []
             for stream, key, value in emitted:
@@ -161,7 +162,9 @@ def main() -> None:
             if args.heap:
                 tracemalloc.start()
             message_bytes = sum(len(m.value) for m in messages)
+            began = time.perf_counter()
             pool.submit(pipeline.process, messages).result()  # off the main thread, as the worker does
+            process_s += time.perf_counter() - began
             time.sleep(0.06)  # one more sample
             phase_peaks["generate"] = max(phase_peaks["generate"], generating_peak)
             phase_peaks["process"] = max(phase_peaks["process"], sampler.take())
@@ -183,7 +186,8 @@ def main() -> None:
             # The first batch also runs the migrations and first imports: the steady figure is the later ones'.
             later = {"heap_peak_later_batches_mb": max(heap_peaks[1:])} if len(heap_peaks) > 1 else {}
             report("end", sampler, started, events=offset, engine_mb=engine_view(client), **later,
-                   peak_anon_by_phase_mb={name: round(mb, 1) for name, mb in phase_peaks.items()})
+                   peak_anon_by_phase_mb={name: round(mb, 1) for name, mb in phase_peaks.items()},
+                   events_per_s=round(offset / process_s))
         sink.close()
     sampler.stop()
 
