@@ -1,14 +1,18 @@
-"""Where the worker's memory goes: the batch path in process (generated messages -> streams.pipeline ->
-sinks.sink on chDB, no Kafka), with the resident set split by kind after each step.
+"""Where the worker's memory goes: the batch path in process (simulated messages -> streams.pipeline ->
+sinks.sink on a fresh chDB store, off the main thread as in the worker; no Kafka), with the resident set
+split by kind.
 
-    python tools/memory_probe.py EVENTS [--batch 20000] [--engine '{"key": "value"}'] [--heap]
+    python tools/memory_probe.py EVENTS [--batch 20000] [--engine '{"key": "value"}'] [--heap] [--trim] [--every]
 
-Prints one JSON line per phase (`import`, `open`, each 10th batch, `end`) with RssAnon/RssFile (MB) of this
-process, the peak of each (sampled every 50 ms by a thread), and the engine's own view: its memory tracker
-(`MemoryTracking`) and jemalloc's resident/retained bytes from system.asynchronous_metrics. `--engine`
-replaces sinks.client.CHDB_ENGINE_OPTIONS for the run (A/B of engine settings); `--heap` also traces the
-Python heap with tracemalloc (slow) and reports its peak per batch. One batch's messages are generated just
-before it is processed, as the worker holds only its in-flight batches.
+Prints one JSON line per phase (`python`, `import`, `open`, every 10th batch or `--every` one, `end`) with
+this process's RssAnon/RssFile (MB) and their peaks (sampled every 50 ms by a thread), the engine's own view
+(`MemoryTracking`, cache bytes, jemalloc's allocated/active/resident/mapped/retained from
+system.jemalloc_stats), and at the end the peak RssAnon while generating vs storing a batch and the
+pipeline's events/s. The messages are generated into a spool file before the store opens and the
+generator's memory is given back, so the figures are the batch path's own. `--engine` replaces
+sinks.client.CHDB_ENGINE_OPTIONS (A/B of engine settings; jemalloc's are set with JE_MALLOC_CONF in the
+environment), `--heap` traces the Python heap per batch (tracemalloc, slow), `--trim` calls glibc's
+malloc_trim(0) after each batch.
 """
 from __future__ import annotations
 
@@ -28,8 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pulse.bench import rss_split  # noqa: E402
-
+from pulse.bench import rss_split
 
 
 class PeakSampler:
@@ -180,8 +183,8 @@ def main() -> None:
             if number % 10 == 1 or args.every:
                 gc.collect()
                 with warehouse.lease() as client:
-                    report(f"batch {number}", sampler, started, events=offset, batch_value_mb=round(message_bytes / 2**20, 1),
-                           engine_mb=engine_view(client), **heap)
+                    report(f"batch {number}", sampler, started, events=offset,
+                           batch_value_mb=round(message_bytes / 2**20, 1), engine_mb=engine_view(client), **heap)
         with warehouse.lease() as client:
             # The first batch also runs the migrations and first imports: the steady figure is the later ones'.
             later = {"heap_peak_later_batches_mb": max(heap_peaks[1:])} if len(heap_peaks) > 1 else {}
