@@ -23,6 +23,11 @@ def test_small_bench_runs_and_is_correct(pulse_env: PulseEnv) -> None:
     assert report["correct"] is True
     assert report["events_per_s"] > 0 and report["baseline_consume_events_per_s"] > 0
     assert report["worker_peak_rss_mb"] > 0
+    # The split by kind: each its own peak over the same samples, so each is at most the total's peak (plus
+    # rounding); the embedded engine's library is mapped from a file and its heaps are anonymous.
+    anon, file_backed = report["worker_peak_rss_anon_mb"], report["worker_peak_rss_file_mb"]
+    assert 0 < anon <= report["worker_peak_rss_mb"] + 0.1 and 0 < file_backed <= report["worker_peak_rss_mb"] + 0.1
+    assert anon + file_backed >= report["worker_peak_rss_mb"] * 0.5
     assert report["freshness_p99_s"] >= report["freshness_p95_s"] >= report["freshness_p50_s"] > 0
     # Faults were injected in the timed run; their dead letters are exactly the malformed messages sent.
     assert report["dead_letters"] == report["dead_letters_expected"] and report["dead_letters"]["malformed_json"] > 0
@@ -69,3 +74,23 @@ def _totals(windows: dict[str, dict]) -> dict[str, dict[str, int]]:
     """Per window table, each measure summed over all windows."""
     return {table: {name: int(sum(c[name] for c in rows.values())) for name in next(iter(rows.values()), {})}
             for table, rows in windows.items()}
+
+
+def test_rss_split_reads_this_process_by_kind() -> None:
+    """The split adds up to what the kernel reports as the resident set, and grows by what is allocated."""
+    import os
+
+    import psutil
+
+    from pulse.bench import rss_split, tree_rss_split
+
+    before = rss_split(os.getpid())
+    block = bytearray(64 * 2**20)
+    block[::4096] = b"x" * len(block[::4096])  # touch every page so it is resident
+    after = rss_split(os.getpid())
+    rss_mb = psutil.Process().memory_info().rss / 2**20
+    assert abs(sum(after.values()) - rss_mb) < 8
+    assert after["anon"] - before["anon"] >= 60
+    assert tree_rss_split([os.getpid(), os.getpid()])["anon"] >= 2 * before["anon"]
+    assert rss_split(2**22 + 12345) == {}  # no such process: nothing, not an error
+    del block

@@ -42,6 +42,7 @@ from tests.support.truth import expected_windows
 USER = "pulse"
 FAULTS = "duplicate=0.02,late=0.03,out_of_order=0.02,malformed=0.01,bad_qr=0.01"
 FAIL_FAST_S = 30.0
+REFUSAL_TIMEOUT_S = 120.0  # far above a handshake's time, so that "did not wait for it" has a wide margin
 
 
 def scram_settings(**overrides: object) -> Settings:
@@ -124,7 +125,8 @@ def test_unreachable_broker_is_reported_within_the_timeout() -> None:
     started = time.monotonic()
     with pytest.raises(KafkaUnreachable, match="no Kafka broker answered for user pulse"):
         check_kafka_access(settings, timeout_s=5)
-    assert time.monotonic() - started < 10
+    # Behaviour: it gives up at its deadline instead of retrying on. The margin is for a loaded machine only.
+    assert time.monotonic() - started < 5 + 25
 
 
 def test_worker_without_a_broker_exits_to_be_restarted(tmp_path: Path) -> None:
@@ -334,8 +336,9 @@ def test_tls_refusal_is_named_as_such_at_once(secured_broker: SecuredBroker, ref
     settings = make_settings(secured_broker)
     started = time.monotonic()
     with pytest.raises(KafkaLoginRefused) as refused:
-        check_kafka_access(settings, timeout_s=FAIL_FAST_S)
-    assert time.monotonic() - started < 5, "a TLS refusal must not wait for a timeout"
+        check_kafka_access(settings, timeout_s=REFUSAL_TIMEOUT_S)
+    # Waiting for the timeout would take all of it; a handshake, even on a loaded machine, a few seconds.
+    assert time.monotonic() - started < REFUSAL_TIMEOUT_S / 2, "a TLS refusal must not wait for a timeout"
     message = str(refused.value)
     assert "TLS handshake with Kafka failed for " in message
     assert f"at {settings.kafka_bootstrap}: " in message, message
