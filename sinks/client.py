@@ -43,7 +43,6 @@ CHDB_ENGINE_OPTIONS = {"mark_cache_size": str(64 * 2**20), "index_mark_cache_siz
 # own value wins.
 CHDB_JEMALLOC_CONF = "dirty_decay_ms:0,muzzy_decay_ms:0"
 os.environ.setdefault("JE_MALLOC_CONF", CHDB_JEMALLOC_CONF)
-_MADV_DONTNEED = 4
 
 
 class StoreBusy(PulseError, TimeoutError):
@@ -112,7 +111,6 @@ class Warehouse:
                 self.chdb_path.mkdir(parents=True, exist_ok=True)
                 self._client = clickhouse_connect.get_client(interface="chdb", path=str(self.chdb_path),
                                                              chdb_options=CHDB_ENGINE_OPTIONS)
-                drop_unused_library_pages("chdb")
             except BaseException:
                 self._release()
                 raise
@@ -205,44 +203,3 @@ def _server_client(parsed, password: str | None) -> Client:  # urllib's ParseRes
         database="default",
     )
 
-
-def drop_unused_library_pages(library: str) -> int:
-    """Unmap from this process the resident pages of a library's read-only, never-written mappings; returns
-    the bytes of the mappings advised.
-
-    Opening the embedded engine runs its start-up code once and leaves ~200 MB of libchdb.so resident
-    (RssFile) that a running worker never touches again. Those pages are clean copies of the file: dropping
-    them from this process's page tables (MADV_DONTNEED) is what the kernel itself does under memory
-    pressure; what is used again faults back in from the page cache. Only mappings without write permission
-    and without a private (copy-on-write) page are advised, so no data can be lost. Linux only; elsewhere
-    (or if /proc cannot be read) nothing is done."""
-    try:
-        with open("/proc/self/smaps", encoding="utf-8", errors="replace") as smaps:
-            lines = smaps.readlines()
-    except OSError:
-        return 0
-    import ctypes
-
-    madvise = ctypes.CDLL(None, use_errno=True).madvise
-    madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-    advised = 0
-    for start, end in _clean_read_only_mappings(lines, library):
-        if madvise(start, end - start, _MADV_DONTNEED) == 0:
-            advised += end - start
-    return advised
-
-
-def _clean_read_only_mappings(smaps: list[str], library: str) -> list[tuple[int, int]]:
-    """(start, end) of the library's mappings in /proc/self/smaps text that are not writable and hold no
-    anonymous (copied-on-write) page."""
-    found, current = [], None
-    for line in smaps:
-        fields = line.split()
-        if fields and "-" in fields[0] and not fields[0].endswith(":"):  # a mapping's header line
-            path = fields[5] if len(fields) > 5 else ""
-            wanted = "w" not in fields[1] and library in Path(path).name
-            current = [*map(lambda bound: int(bound, 16), fields[0].split("-")), wanted]
-            found.append(current)
-        elif current is not None and fields[:1] == ["Anonymous:"] and fields[1] != "0":
-            current[2] = False
-    return [(start, end) for start, end, wanted in found if wanted]

@@ -1,5 +1,5 @@
-"""The embedded engine's memory settings: its jemalloc gives pages back at once, and its start-up code pages
-are dropped from the worker's resident set without changing what the engine does."""
+"""The embedded engine's memory settings: its jemalloc gives pages back at once, and an operator's own
+allocator settings win."""
 from __future__ import annotations
 
 import json
@@ -9,38 +9,9 @@ import sys
 import textwrap
 from pathlib import Path
 
-from sinks.client import _clean_read_only_mappings
-
 ROOT = Path(__file__).resolve().parents[2]
 
-SMAPS = """\
-7f0000000000-7f0000001000 r--p 00000000 08:01 42 /opt/lib/libchdb.so
-Size:                  4 kB
-Anonymous:             0 kB
-7f0000001000-7f0000003000 r-xp 00001000 08:01 42 /opt/lib/libchdb.so
-Size:                  8 kB
-Anonymous:             0 kB
-7f0000003000-7f0000004000 r--p 00003000 08:01 42 /opt/lib/libchdb.so
-Size:                  4 kB
-Anonymous:             4 kB
-7f0000004000-7f0000005000 rw-p 00004000 08:01 42 /opt/lib/libchdb.so
-Size:                  4 kB
-Anonymous:             0 kB
-7f0000005000-7f0000006000 r-xp 00000000 08:01 43 /usr/lib/libc.so.6
-Anonymous:             0 kB
-7f0000006000-7f0000007000 rw-p 00000000 00:00 0
-Anonymous:             4 kB
-"""
-
-
-def test_only_clean_read_only_mappings_of_the_library_are_chosen() -> None:
-    # Not the relocated (copied-on-write) read-only part, not the writable data, not another library.
-    assert _clean_read_only_mappings(SMAPS.splitlines(), "chdb") == [
-        (0x7f0000000000, 0x7f0000001000), (0x7f0000001000, 0x7f0000003000)]
-    assert _clean_read_only_mappings(SMAPS.splitlines(), "absent") == []
-
-
-# In a fresh process: the engine opens (its pages dropped), stores and reads rows, and reports its own
+# In a fresh process: the engine opens, stores and reads rows, and reports its own
 # jemalloc settings and this process's resident memory by kind.
 PROBE = textwrap.dedent("""
     import json, os, sys, tempfile
@@ -68,12 +39,10 @@ def _probe(env: dict[str, str]) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def test_engine_gives_freed_pages_back_and_keeps_working_with_its_start_up_pages_dropped() -> None:
+def test_engine_gives_freed_pages_back_and_keeps_working() -> None:
     default = _probe({})
-    assert default["total"] == [sum(range(100_000)), 100_000]  # the engine still works after the drop
+    assert default["total"] == [sum(range(100_000)), 100_000]
     assert default["decay"] and default["decay"][0].startswith("opt.dirty_decay_ms: 0"), default["decay"]
-    # Opening chDB alone makes ~200 MB of its library resident; dropped, far less remains.
-    assert default["file_mb"] < 150, default
     # An operator's own jemalloc settings win over the default.
     own = _probe({"JE_MALLOC_CONF": "dirty_decay_ms:2000"})
     assert own["decay"][0].startswith("opt.dirty_decay_ms: 2000"), own["decay"]
