@@ -28,7 +28,7 @@ import time
 import uuid
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 import orjson
 import psutil
@@ -41,7 +41,7 @@ from pulse.errors import PulseError
 from pulse.kafka_security import aiokafka_options, kafka_options
 from pulse.kafka_tools import committed_offsets, end_offsets, wait_for_group
 from pulse.settings import DEMO_PII_KEY, Settings
-from pulse.simulate import SimulationOptions, build_generator
+from pulse.simulate import SimulationOptions, build_generator, event_time_start
 from pulse.store import open_run_store
 from pulse.supervise import die_with_parent
 from pulse.window_truth import add_to_window_truth
@@ -320,7 +320,8 @@ class BenchRun(IsolatedRun):
         visibility is read once the worker has stopped (it holds the embedded store while it runs)."""
         since = end_offsets(self.settings.kafka_bootstrap, self.topics.inputs, self.security)
         began = datetime.now(timezone.utc)
-        self.produce(None, rate=self.options.rate, start=began - timedelta(seconds=FRESHNESS_START_BEHIND_S),
+        self.produce(None, rate=self.options.rate,
+                     start=event_time_start(began, self.options.freshness_s, FRESHNESS_START_BEHIND_S),
                      speed=1.0, duration_s=self.options.freshness_s)
         wait_for_group(self.settings.kafka_bootstrap, self.group,
                        end_offsets(self.settings.kafka_bootstrap, self.topics.inputs, self.security),
@@ -480,7 +481,7 @@ def _sustained_step(bench: BenchRun, rate: float, options: SustainedOptions) -> 
     sent: list[int] = []
     began = time.monotonic()
     producer = threading.Thread(target=lambda: sent.append(bench.produce(
-        None, rate=rate, start=datetime.now(timezone.utc) - timedelta(seconds=FRESHNESS_START_BEHIND_S),
+        None, rate=rate, start=event_time_start(datetime.now(timezone.utc), options.step_s, FRESHNESS_START_BEHIND_S),
         speed=1.0, duration_s=options.step_s)), daemon=True)
     producer.start()
     lags: list[tuple[float, int]] = []

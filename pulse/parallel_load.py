@@ -20,13 +20,12 @@ from collections import Counter, defaultdict
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Any
 
 from pulse.bench import WindowTruth
 from pulse.settings import Settings
-from pulse.simulate import SimulationOptions, build_generator
-from simulators.generate import MIN_INTENSITY
+from pulse.simulate import SimulationOptions, build_generator, event_time_start
 from simulators.output import Pacer, make_producer
 
 PER_PRODUCER_RATE = 1000.0  # events/s one process is asked for by default: well below what one can send
@@ -76,17 +75,6 @@ class LoadResult:
 
 def default_producers(rate: float) -> int:
     return max(1, int(-(-rate // PER_PRODUCER_RATE)))
-
-
-def event_time_start(now: datetime, duration_s: float, behind_s: float) -> datetime:
-    """Where the event clock starts so that no event is stamped in the future.
-
-    The generator follows the scenario's day profile: in quiet hours (night in Vietnam) it covers up to
-    1/MIN_INTENSITY seconds of event time per second of sending. A clock started at "now" then runs ahead of
-    the wall clock within minutes, and the worker dead-letters those events as `future_time` (about half of
-    a 90-second run at 00:30 ICT). Starting it that far back keeps every event in the past at any hour; lag
-    and freshness are measured on Kafka timestamps, not on event time, so nothing else changes."""
-    return now - timedelta(seconds=behind_s + duration_s / MIN_INTENSITY)
 
 
 def _id_prefix(event_id: str) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import random
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from prometheus_client import Counter, start_http_server
@@ -14,7 +14,7 @@ from pulse.parsing import parse_time
 from pulse.settings import DEMO_PII_KEY, Settings
 from simulators import scenario as scenarios
 from simulators.faults import FaultPlan, parse_faults
-from simulators.generate import Emitted, Generator
+from simulators.generate import MIN_INTENSITY, Emitted, Generator
 from simulators.output import make_producer, produce, write_jsonl
 
 # With --seed and no --start, event time begins at a fixed Monday so the output is reproducible.
@@ -37,6 +37,17 @@ class SimulationOptions:
     out: Path | None = None
     metrics_port: int | None = None
     demo_key: bool = False
+
+
+def event_time_start(now: datetime, duration_s: float, behind_s: float = 0.0) -> datetime:
+    """Where a live run's event clock starts so that none of its events is stamped in the future.
+
+    The generator follows the scenario's day profile at a steady sending rate, so in quiet hours (night in
+    Vietnam) it covers up to 1/MIN_INTENSITY seconds of event time per second of sending. A clock started at
+    "now" runs ahead of the wall clock within minutes, and the worker dead-letters those events as
+    `future_time` (a fifth of a `pulse bench` at 01:25 ICT). Starting that far back keeps every event in the
+    past at any hour; lag and freshness are measured on Kafka timestamps, not on event time."""
+    return now - timedelta(seconds=behind_s + duration_s / MIN_INTENSITY)
 
 
 def build_generator(options: SimulationOptions, settings: Settings) -> Generator:

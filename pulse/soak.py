@@ -25,7 +25,7 @@ import time
 from collections import Counter, OrderedDict, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 import orjson
 import psutil
@@ -36,12 +36,12 @@ from pulse.bench import IsolatedRun
 from pulse.errors import PulseUsageError
 from pulse.kafka_tools import committed_offsets, end_offsets, wait_for_group
 from pulse.settings import Settings
-from pulse.simulate import SimulationOptions, build_generator
+from pulse.simulate import SimulationOptions, build_generator, event_time_start
 from pulse.store import open_run_store
 from pulse.supervise import stop_process
 from pulse.window_truth import add_to_window_truth
 from simulators.faults import parse_faults
-from simulators.generate import MIN_INTENSITY, Emitted
+from simulators.generate import Emitted
 from simulators.output import make_producer, produce
 
 DEFAULT_FAULTS = ("duplicate=0.01,late=0.02,out_of_order=0.01,too_late=0.005,malformed=0.005,clock_skew=0.001,"
@@ -362,9 +362,7 @@ class Soak:
 
     # -- phases -----------------------------------------------------------------------------------
     def produce(self) -> tuple[int, dict]:
-        # Event time runs up to 1/MIN_INTENSITY times faster than the wall clock in quiet hours (the rate is
-        # steady, the day's rhythm is not): starting that far back keeps every event out of the future bound.
-        start = datetime.now(timezone.utc) - timedelta(seconds=self.options.duration_s / MIN_INTENSITY)
+        start = event_time_start(datetime.now(timezone.utc), self.options.duration_s)
         options = SimulationOptions(seed=self.options.seed, rate=self.options.rate, start=start,
                                     faults=self.options.faults, demo_key=True)
         generator = build_generator(options, self.settings)

@@ -22,6 +22,7 @@ from typing import Any, Awaitable, Callable, Dict, List, Optional, Sequence, Set
 
 import faust
 from aiokafka.structs import ConsumerRecord
+from faust.tables.manager import TableManager
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP, Message
 from faust.types.topics import TopicT
@@ -406,6 +407,24 @@ class BulkTransport(faust_aiokafka.Transport):
     Consumer = BulkConsumer
 
 
+class TablelessManager(TableManager):
+    """Faust's table manager without its start-up grace second when the app has no tables.
+
+    Stock ``TableManager.on_start`` sleeps one second before it registers the tables' changelog channels,
+    so that tables defined while the app starts are still picked up. Every worker start and every restart
+    after a crash paid that second before joining the group. Tables are defined before the app starts (an
+    app that defines one later gets Faust's own "too late" error either way), so with none there is
+    nothing to wait for.
+    """
+
+    async def on_start(self) -> None:
+        if self:
+            await super().on_start()
+        elif not self.should_stop:
+            await self._update_channels()
+            await self.recovery.start()
+
+
 class BulkApp(faust.App):
     """``faust.App`` plus ``@app.batch_handler(topic)``.
 
@@ -426,6 +445,7 @@ class BulkApp(faust.App):
         self.batch_handlers = {}
         self.drain_hooks = []
         self._batch_topics = []
+        kwargs.setdefault("TableManager", TablelessManager)
         super().__init__(*args, **kwargs)
 
     def _new_transport(self) -> faust_aiokafka.Transport:
