@@ -15,8 +15,8 @@ from kafka.admin import KafkaAdminClient, NewTopic
 from pulse.bench import WindowTruth
 from pulse.kafka_tools import end_offsets
 from pulse.parallel_load import SliceResult, default_producers, merge, parallel_produce
-from pulse.simulate import event_time_start
 from pulse.settings import Settings
+from pulse.simulate import event_time_start
 
 
 def result(index: int, ids: list[int], rows: dict) -> SliceResult:
