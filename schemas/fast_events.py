@@ -35,6 +35,7 @@ from uuid import UUID
 
 import msgspec
 
+from schemas.errors import PulseError
 from schemas.events import (
     EARLIEST_EVENT_TIME,
     LATEST_EVENT_TIME,
@@ -59,7 +60,7 @@ Instant = Annotated[datetime, msgspec.Meta(tz=True)]
 ShortText = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 
 
-class NotSure(ValueError):
+class NotSure(PulseError, ValueError):
     """Raised in __post_init__: let the pydantic model decide (msgspec reports it as a ValidationError)."""
 
 

@@ -8,6 +8,9 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from pulse.errors import PulseError
@@ -37,9 +40,25 @@ def base_flags(profile: Path) -> list[str]:
     return flags
 
 
+@contextmanager
+def throwaway_profile(prefix: str = "pulse-chromium-") -> Iterator[Path]:
+    """A fresh profile folder, removed afterwards. Chromium's helper processes (crash handler, utility) can
+    still write into it for a moment after the browser itself exited, so removal is retried for up to
+    ~2 s instead of failing the caller with "Directory not empty"; whatever is still left then stays."""
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield folder
+    finally:
+        for _ in range(20):
+            shutil.rmtree(folder, ignore_errors=True)
+            if not folder.exists():
+                break
+            time.sleep(0.1)
+
+
 def _run(args: list[str], output: Path) -> None:
-    with tempfile.TemporaryDirectory(prefix="pulse-chromium-") as profile:
-        command = [find_chromium(), *base_flags(Path(profile)), *args]
+    with throwaway_profile() as profile:
+        command = [find_chromium(), *base_flags(profile), *args]
         result = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT_S, check=False)
     if result.returncode != 0 or not output.exists() or output.stat().st_size == 0:
         raise RuntimeError(f"chromium failed ({result.returncode}) writing {output}: {result.stderr[-2000:]}")

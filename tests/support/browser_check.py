@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import json
 import subprocess
-import tempfile
 import time
 import urllib.request
 from dataclasses import dataclass, field
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import websocket
 
-from pulse.report.chromium import base_flags, find_chromium
+from pulse.report.chromium import base_flags, find_chromium, throwaway_profile
 
 CHART_PROBE = """
 Array.from(document.querySelectorAll('figure.chart')).map(figure => {
@@ -130,8 +129,7 @@ def _findings(check: PageCheck, events: list[dict]) -> None:
 def check_page(page: Path, *, width: int = 1200, height: int = 900, timeout_s: float = 90.0) -> PageCheck:
     """Loads `page` (a local file) in a fresh headless Chromium and reports what went wrong."""
     check = PageCheck(url=page.resolve().as_uri())
-    with tempfile.TemporaryDirectory(prefix="pulse-cdp-") as profile_dir:
-        profile = Path(profile_dir)
+    with throwaway_profile("pulse-cdp-") as profile:
         browser = subprocess.Popen([find_chromium(), *base_flags(profile), "--remote-debugging-port=0",
                                     "about:blank"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
