@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import signal
 import statistics
@@ -254,6 +255,7 @@ class BenchRun(IsolatedRun):
         self.say = say
         self.windows = WindowTruth()
         self.send_seconds = 0.0
+        self.last_event_time = 0.0  # epoch seconds: the latest event time sent so far
 
     def produce(self, events: int | None, *, rate: float | None, start: datetime | None, speed: float,
                 duration_s: float | None = None, faults: str | None = None) -> int:
@@ -271,6 +273,7 @@ class BenchRun(IsolatedRun):
             if deadline and time.monotonic() > deadline:
                 break
             self.windows.add(emitted.value)
+            self.last_event_time = max(self.last_event_time, emitted.event_time)
             producer.send(self.topics.streams[emitted.stream], key=emitted.key, value=emitted.value)
             count += 1
             if rate:
@@ -436,10 +439,14 @@ def run_sustained(settings: Settings, options: SustainedOptions, say=print) -> d
         worker = bench.start_worker()
         steps: list[dict] = []
         rate = options.start_rate
+        start = climb_start(datetime.now(timezone.utc), options)
         while rate <= options.max_rate:
             say(f"offering {rate:,.0f} events/s for {options.step_s:.0f} s…")
-            step = _sustained_step(bench, rate, options)
+            step = _sustained_step(bench, rate, options, start)
             steps.append(step)
+            # The next step goes on where this one's event clock stopped: starting it anywhere earlier would
+            # put its events behind the partitions' watermarks (dead-lettered `too_late`, a different load).
+            start = datetime.fromtimestamp(bench.last_event_time + 1, timezone.utc)
             say(f"  offered {step['offered_events_per_s']:,.0f}/s, lag in the second half at most "
                 f"{step['max_lag_events']:,} events: {'held' if step['held'] else 'not held'}")
             if not step["held"]:
@@ -476,13 +483,19 @@ def step_held(rate: float, offered: float, lags: list[tuple[float, int]],
     return offered >= 0.95 * rate and max_lag <= rate * options.lag_bound_s, max_lag
 
 
-def _sustained_step(bench: BenchRun, rate: float, options: SustainedOptions) -> dict:
+def climb_start(now: datetime, options: SustainedOptions) -> datetime:
+    """Event time of the climb's first event: far enough back that every step of the longest climb (each
+    going on from the last) stays in the past at any hour (see pulse.simulate.event_time_start)."""
+    steps = math.floor(math.log(options.max_rate / options.start_rate, options.factor)) + 1
+    return event_time_start(now, steps * options.step_s, FRESHNESS_START_BEHIND_S)
+
+
+def _sustained_step(bench: BenchRun, rate: float, options: SustainedOptions, start: datetime) -> dict:
     bootstrap, security, group = bench.settings.kafka_bootstrap, bench.security, bench.group
     sent: list[int] = []
     began = time.monotonic()
     producer = threading.Thread(target=lambda: sent.append(bench.produce(
-        None, rate=rate, start=event_time_start(datetime.now(timezone.utc), options.step_s, FRESHNESS_START_BEHIND_S),
-        speed=1.0, duration_s=options.step_s)), daemon=True)
+        None, rate=rate, start=start, speed=1.0, duration_s=options.step_s)), daemon=True)
     producer.start()
     lags: list[tuple[float, int]] = []
     while producer.is_alive():
