@@ -10,6 +10,8 @@ import pytest
 
 from pulse import infra
 from pulse.settings import Settings
+from sinks.client import Warehouse
+from sinks.sink import ClickHouseSink
 from tests.support.services import PulseEnv, WorkerProcess, free_tcp_port
 
 TEST_KAFKA_PORT = int(os.environ.get("PULSE_TEST_KAFKA_PORT", "19092"))
@@ -50,3 +52,11 @@ def pulse_env(kafka_settings: Settings, tmp_path: Path) -> Iterator[PulseEnv]:
 @pytest.fixture
 def free_port() -> int:
     return free_tcp_port()
+
+
+@pytest.fixture
+def sink(tmp_path: Path) -> Iterator[ClickHouseSink]:
+    """A sink on a fresh embedded store of the test's own."""
+    sink = ClickHouseSink(Warehouse(f"chdb://{tmp_path / 'ch'}", keep_open=True))
+    yield sink
+    sink.close()

@@ -3,7 +3,6 @@
 Everything runs against a real embedded ClickHouse (chDB) through sinks.sink.ClickHouseSink."""
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -20,13 +19,6 @@ TOPICS = {"pulse.payments.vietqr": "payments", "pulse.dossiers.events": "dossier
 TOPIC_OF = {stream: topic for topic, stream in TOPICS.items()}
 TABLES = {"payments", "dossier_events", "id_activations", "dead_letters", "payments_1m", "dossiers_1m",
           "id_activations_1m", "stream_offsets", "schema_migrations"}
-
-
-@pytest.fixture
-def sink(tmp_path: Path) -> Iterator[ClickHouseSink]:
-    sink = ClickHouseSink(Warehouse(f"chdb://{tmp_path / 'ch'}", keep_open=True))
-    yield sink
-    sink.close()
 
 
 def query(sink: ClickHouseSink, sql: str, **parameters: object) -> list[tuple]:

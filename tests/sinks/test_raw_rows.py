@@ -6,17 +6,13 @@ absent optional fields as the column's default, ingested_at filled by the store 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from types import SimpleNamespace
 from uuid import UUID
 
-import pytest
 from clickhouse_connect.driver.binding import bind_query
 
 from schemas.events import EVENT_MODELS
-from sinks.client import Warehouse
 from sinks.sink import ClickHouseSink, _UuidArray
 from streams.pipeline import Batch, CountedCopy, Message, Pipeline
 from tests.support.kpi_events import activation, dossier, payment
@@ -26,13 +22,6 @@ TOPICS = {"pulse.payments.vietqr": "payments", "pulse.dossiers.events": "dossier
 TOPIC_OF = {stream: topic for topic, stream in TOPICS.items()}
 STREAM_OF_TYPE = {"payment": "payments", "dossier": "dossiers", "id_activation": "identity"}
 ACCOUNT = "0011001234567"
-
-
-@pytest.fixture
-def sink(tmp_path: Path) -> Iterator[ClickHouseSink]:
-    sink = ClickHouseSink(Warehouse(f"chdb://{tmp_path / 'ch'}", keep_open=True))
-    yield sink
-    sink.close()
 
 
 def rows(sink: ClickHouseSink, sql: str) -> list[dict]:

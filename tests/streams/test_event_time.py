@@ -5,13 +5,8 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
-import pytest
-
-from sinks.client import Warehouse
 from sinks.sink import ClickHouseSink
 from streams.pipeline import Message, Outcome, Pipeline
 
@@ -20,13 +15,6 @@ CLOCK = datetime(2026, 1, 5, 1, 0, tzinfo=timezone.utc)  # the worker's clock in
 LATENESS_S = 600
 MAX_FUTURE_S = 300
 QUORUM = 3
-
-
-@pytest.fixture
-def sink(tmp_path: Path) -> Iterator[ClickHouseSink]:
-    sink = ClickHouseSink(Warehouse(f"chdb://{tmp_path / 'ch'}", keep_open=True))
-    yield sink
-    sink.close()
 
 
 def pipeline(sink: ClickHouseSink, clock: datetime = CLOCK) -> Pipeline:

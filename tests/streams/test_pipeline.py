@@ -2,25 +2,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import datetime, timezone
-from pathlib import Path
 
-import pytest
-
-from sinks.client import Warehouse
 from sinks.sink import ClickHouseSink
 from streams.pipeline import Message, Pipeline
 from tests.support.messages import activation
 
 TOPIC = "pulse.identity.activations"
-
-
-@pytest.fixture
-def sink(tmp_path: Path) -> Iterator[ClickHouseSink]:
-    sink = ClickHouseSink(Warehouse(f"chdb://{tmp_path / 'ch'}", keep_open=True))
-    yield sink
-    sink.close()
 
 
 def pipeline(sink: ClickHouseSink) -> Pipeline:
