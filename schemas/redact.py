@@ -26,9 +26,19 @@ def redact_url(url: str, *, mask: str | None = MASK, keep_query: bool = True) ->
     scheme = _SCHEME.match(url)
     prefix = scheme.group(0) if scheme else ""
     rest = url[len(prefix):]
+    if _at_inside_secret_value(rest):
+        # `h/db?password=p@ss` and `user:p&key=x@host/db` have the same shape: either the part before the `@`
+        # or the part after it is a secret, and nothing tells which. Show neither.
+        return prefix + MASK
     userinfo, at, location = rest.rpartition("@")
     if at:
         rest = location if mask is None else f"{mask}@{location}"
     if not keep_query:
         rest = re.split(r"[?#]", rest, maxsplit=1)[0]
     return prefix + _SECRET_PARAMETER.sub(rf"\1{MASK}", rest)
+
+
+def _at_inside_secret_value(rest: str) -> bool:
+    """Whether the last `@` falls in the value of a query parameter that names a secret."""
+    last_at = rest.rfind("@")
+    return last_at >= 0 and any(match.end(1) <= last_at < match.end() for match in _SECRET_PARAMETER.finditer(rest))
