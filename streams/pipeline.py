@@ -27,7 +27,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from hashlib import blake2b
 from typing import NamedTuple, Protocol
 from uuid import UUID
@@ -124,7 +124,7 @@ def canonical(event: DecodedEvent) -> bytes:
     """The event's content as JSON, instants as Unix seconds: two copies of one event, written with
     different UTC offsets or a legacy province code, give the same bytes. These bytes decide which stored
     copies conflict, across deploys too: tests/streams/test_fingerprint_golden.py pins them."""
-    return _canonical_at(event, event.event_time.timestamp())
+    return _canonical_at(event, unix_seconds(event.event_time))
 
 
 def fingerprint(event: DecodedEvent) -> int:
@@ -143,9 +143,27 @@ def _canonical_at(event: DecodedEvent, event_ts: float) -> bytes:
     # escapes, integers, floats of this range), once its instants are their Unix seconds: no dict built.
     # The copy is shallow and skips __post_init__; tests/streams/test_canonical_bytes.py holds them equal.
     if later_instants:
-        seconds = {name: getattr(event, name).timestamp() for name in later_instants}
+        seconds = {name: unix_seconds(getattr(event, name)) for name in later_instants}
         return _encode_json(_with_values(event, event_time=event_ts, **seconds))
     return _encode_json(_with_values(event, event_time=event_ts))
+
+
+def unix_seconds(moment: datetime) -> float:
+    """`moment.timestamp()` of an aware datetime, bit for bit, in a quarter of the time for an instant with a UTC
+    offset: timestamp() converts both sides of `moment - epoch` to UTC, while subtracting the epoch expressed in
+    moment's own tzinfo is plain arithmetic; total_seconds() then divides the same microseconds the same way.
+    msgspec hands out one tzinfo object per offset, so the epochs kept here are at most one per offset."""
+    zone = moment.tzinfo
+    if type(zone) is not timezone:  # naive, or another tzinfo class (pydantic's): as before
+        return moment.timestamp()
+    epoch = _EPOCHS.get(zone)
+    if epoch is None:
+        epoch = _EPOCHS[zone] = _EPOCH.astimezone(zone)
+    return (moment - epoch).total_seconds()
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCHS: dict[timezone, datetime] = {}
 
 
 def _canonical_json(fields: dict[str, object]) -> bytes:
@@ -254,7 +272,7 @@ class Pipeline:
             if isinstance(result, Rejection):
                 self._dead(batch, keyed_dead, message, result.reason, result.error)
                 continue
-            event_ts = result.event_time.timestamp()
+            event_ts = unix_seconds(result.event_time)
             if event_ts > horizon:
                 self._dead(batch, keyed_dead, message, "future_time",
                            f"event_time {result.event_time.isoformat()} is more than {self.max_future_s:.0f} s "

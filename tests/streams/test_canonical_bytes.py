@@ -17,7 +17,7 @@ from pulse.simulate import SimulationOptions, build_generator
 from schemas.events import EVENT_MODELS
 from schemas.fast_events import FAST_MODELS, FastEvent, event_fields, instant_fields
 from streams.decode import decode_values
-from streams.pipeline import canonical
+from streams.pipeline import canonical, unix_seconds
 from tests.hardening.hostile import awkward_valid_events, dumps
 
 FAULTS = "duplicate=0.05,late=0.05,out_of_order=0.05,malformed=0.05,unknown_province=0.05,bad_qr=0.05,clock_skew=0.05"
@@ -81,3 +81,19 @@ def test_the_instants_written_as_seconds_are_the_models_datetime_fields(stream: 
     model_instants = tuple(name for name in EVENT_MODELS[stream].model_fields
                            if properties[name].get("format") == "date-time")
     assert model_instants and instant_fields(FAST_MODELS[stream]) == model_instants
+
+
+def test_unix_seconds_is_timestamp_bit_for_bit() -> None:
+    """_route and canonical() take event times from unix_seconds: the same float as datetime.timestamp()."""
+    rng = random.Random(7)
+    zones = [timezone.utc, timezone(timedelta(hours=7)), timezone(-timedelta(hours=23, minutes=59)),
+             timezone(timedelta(hours=23, minutes=59)), timezone(timedelta(hours=5, minutes=45))]
+    zones += [timezone(timedelta(minutes=rng.randrange(-1439, 1440))) for _ in range(50)]
+    first = datetime(2000, 1, 1, tzinfo=timezone.utc)
+    span_us = int((datetime(2100, 1, 1, tzinfo=timezone.utc) - first).total_seconds() * 1e6)
+    moments = [(first + timedelta(microseconds=rng.randrange(span_us))).astimezone(rng.choice(zones))
+               for _ in range(100_000)]
+    moments += [msgspec.json.decode(b'"2026-01-05T07:00:00.%06d+07:00"' % n, type=datetime) for n in range(0, 10**6, 997)]
+    moments += [datetime(2026, 1, 5, 7), first.astimezone(zones[1]).replace(tzinfo=None)]  # naive: timestamp()'s rule
+    differing = [m for m in moments if unix_seconds(m) != m.timestamp()]
+    assert not differing, differing[:3]
