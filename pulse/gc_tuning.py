@@ -19,6 +19,12 @@ import gc
 YOUNG_THRESHOLD = 10_000  # allocations between young collections (CPython's default: 700)
 
 
+def pause_for_start_up() -> None:
+    """No collections while the worker starts (opening the store, migrations, Faust's app): what it builds
+    stays for good, and full collections there cost ~0.1-0.25 s of start-up. tune_for_streaming() resumes."""
+    gc.disable()
+
+
 def tune_for_streaming() -> int:
     """Freeze what exists now (call once, when start-up is done) and make young collections rarer; returns
     how many objects were frozen."""
@@ -27,4 +33,5 @@ def tune_for_streaming() -> int:
     gc.freeze()
     _, older, oldest = gc.get_threshold()
     gc.set_threshold(YOUNG_THRESHOLD, older, oldest)
+    gc.enable()
     return gc.get_freeze_count()

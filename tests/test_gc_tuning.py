@@ -9,14 +9,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_tuning_freezes_the_heap_and_raises_the_first_threshold() -> None:
+def test_start_up_pauses_collections_then_tuning_freezes_the_heap_and_raises_the_first_threshold() -> None:
     # In a child: freezing and thresholds are process-wide and would change every later test's collections.
     probe = (
         "import gc\n"
         "kept = [[n] for n in range(5000)]\n"
-        "from pulse.gc_tuning import YOUNG_THRESHOLD, tune_for_streaming\n"
+        "from pulse.gc_tuning import YOUNG_THRESHOLD, pause_for_start_up, tune_for_streaming\n"
         "older = gc.get_threshold()[1:]\n"
+        "pause_for_start_up()\n"
+        "assert not gc.isenabled()\n"
         "frozen = tune_for_streaming()\n"
+        "assert gc.isenabled()\n"
         "assert frozen == gc.get_freeze_count() >= 5000, frozen\n"
         "assert not any(kept[0] is o for o in gc.get_objects()), 'frozen objects are in no generation'\n"
         "assert gc.get_threshold() == (YOUNG_THRESHOLD, *older), gc.get_threshold()\n"
