@@ -9,6 +9,7 @@ from prometheus_client import start_http_server
 
 from pulse import __version__
 from pulse.errors import short_reason
+from pulse.gc_tuning import pause_for_start_up, tune_for_streaming
 from pulse.kafka_security import check_kafka_access, faust_credentials
 from pulse.migrate import apply_migrations
 from pulse.settings import Settings
@@ -72,6 +73,7 @@ def migrate_at_start(sink: ClickHouseSink) -> None:
 
 def run(settings: Settings, loglevel: str = "warning") -> None:
     """Run until SIGTERM/SIGINT; the sink is flushed batch by batch, so stopping only commits and closes."""
+    pause_for_start_up()  # resumed, tuned, by tune_for_streaming() below (pulse/gc_tuning.py)
     # On a refused login Faust exits saying only "Unable to bootstrap", and the supervisor would restart it
     # for ever; checking first names the cause, and tells a refusal (final) from an absent broker (retried).
     check_kafka_access(settings)
@@ -81,6 +83,7 @@ def run(settings: Settings, loglevel: str = "warning") -> None:
     try:
         migrate_at_start(sink)
         app = create_app(stream_config(settings), build_pipeline(settings, sink))
+        tune_for_streaming()  # start-up is done: what it built is never collected again (pulse/gc_tuning.py)
         faust.Worker(app, loglevel=loglevel, quiet=True, override_logging=False).execute_from_commandline()
     finally:
         sink.close()

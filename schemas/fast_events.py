@@ -94,7 +94,7 @@ class FastEvent(msgspec.Struct, gc=False):  # no cycles possible: GC tracking wo
 
     def __post_init__(self) -> None:
         current = _PROVINCES.get(self.province_code)
-        if current is None or not _in_bounds(self.event_time):
+        if current is None or not _FIRST_SAFE_YEAR <= self.event_time.year <= _LAST_SAFE_YEAR:  # _in_bounds, inlined
             raise NotSure("province_code or event_time")
         self.province_code = current
 
@@ -113,14 +113,15 @@ class FastPayment(FastEvent):
 
     def __post_init__(self) -> None:
         FastEvent.__post_init__(self)
-        if not (_is_bin(self.payer_bank_bin) and _is_bin(self.payee_bank_bin)):
-            raise NotSure("bank BIN")
         try:
             qr = qr_facts(self.qr_payload)
         except Exception:  # VietQRError, or anything the decoder did not expect: the model says which
             raise NotSure("qr_payload") from None
         if qr.bank_bin != self.payee_bank_bin or (qr.amount is not None and qr.amount != self.amount_vnd):
             raise NotSure("qr_payload disagrees")
+        # The payee's BIN equals the QR's, which is a known bank's (6 ASCII digits): only the payer's is checked.
+        if not _is_bin(self.payer_bank_bin):
+            raise NotSure("bank BIN")
 
     @property
     def account_masked(self) -> str:
@@ -174,9 +175,10 @@ def fast_decoder(stream: str) -> Callable[[bytes], FastEvent | None]:
     decode = msgspec.json.Decoder(FAST_MODELS[stream]).decode
 
     def decoded(value: bytes) -> FastEvent | None:
-        if value.find(b"{", 1) >= 0 or b"[" in value or _LONG_FRACTION(value):  # see the module notes
+        # find, not `in`: half the cost for a one-byte needle (`in` takes a slower path), same answer.
+        if value.find(b"{", 1) >= 0 or value.find(b"[") >= 0 or _LONG_FRACTION(value):  # see the module notes
             return None
-        if b"\\" in value and _ESCAPED_POINT_OR_DIGIT(value):  # a one-byte memchr: searching "\\u00" cost ~0.5 us
+        if value.find(b"\\") >= 0 and _ESCAPED_POINT_OR_DIGIT(value):  # a one-byte memchr first: "\\u00" cost ~0.5 us
             return None
         if not value.isascii():
             try:
@@ -201,6 +203,11 @@ def field_names(event_type: type) -> tuple[str, ...]:
     if issubclass(event_type, FastEvent):
         return event_type.__struct_fields__
     return tuple(event_type.model_fields)  # type: ignore[attr-defined]
+
+
+def instant_fields(struct: type[FastEvent]) -> tuple[str, ...]:
+    """The names of a Struct's instant fields (aware datetimes), in field order."""
+    return tuple(field.name for field in msgspec.structs.fields(struct) if field.type == Instant)
 
 
 def event_fields(event: DecodedEvent) -> dict[str, object]:

@@ -27,15 +27,16 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from hashlib import blake2b
 from typing import NamedTuple, Protocol
 from uuid import UUID
 
+import msgspec
 import orjson
 
 from schemas.events import DeadLetter
-from schemas.fast_events import DecodedEvent, event_fields
+from schemas.fast_events import FAST_MODELS, DecodedEvent, event_fields, instant_fields
 from streams import metrics
 from streams.decode import Rejection, decode_values
 
@@ -123,12 +124,46 @@ def canonical(event: DecodedEvent) -> bytes:
     """The event's content as JSON, instants as Unix seconds: two copies of one event, written with
     different UTC offsets or a legacy province code, give the same bytes. These bytes decide which stored
     copies conflict, across deploys too: tests/streams/test_fingerprint_golden.py pins them."""
-    return _canonical_json(event_fields(event))
+    return _canonical_at(event, unix_seconds(event.event_time))
 
 
 def fingerprint(event: DecodedEvent) -> int:
     """A stable 64-bit digest of `canonical(event)`, never 0 (0 marks copies stored before fingerprints)."""
-    return _digest(event_fields(event))
+    return _digest(canonical(event))
+
+
+def _canonical_at(event: DecodedEvent, event_ts: float) -> bytes:
+    """`canonical(event)`, given its event time in Unix seconds (which _route has computed already)."""
+    later_instants = _LATER_INSTANTS.get(type(event))
+    if later_instants is None:  # a pydantic model (only the contract was sure): its fields as a dict
+        fields = event_fields(event)
+        fields["event_time"] = event_ts
+        return _canonical_json(fields)
+    # A Struct: msgspec writes it in field order, as orjson writes the fields' dict (UUIDs, text and its
+    # escapes, integers, floats of this range), once its instants are their Unix seconds: no dict built.
+    # The copy is shallow and skips __post_init__; tests/streams/test_canonical_bytes.py holds them equal.
+    if later_instants:
+        seconds = {name: unix_seconds(getattr(event, name)) for name in later_instants}
+        return _encode_json(_with_values(event, event_time=event_ts, **seconds))
+    return _encode_json(_with_values(event, event_time=event_ts))
+
+
+def unix_seconds(moment: datetime) -> float:
+    """`moment.timestamp()` of an aware datetime, bit for bit, in a quarter of the time for an instant with a UTC
+    offset: timestamp() converts both sides of `moment - epoch` to UTC, while subtracting the epoch expressed in
+    moment's own tzinfo is plain arithmetic; total_seconds() then divides the same microseconds the same way.
+    msgspec hands out one tzinfo object per offset, so the epochs kept here are at most one per offset."""
+    zone = moment.tzinfo
+    if type(zone) is not timezone:  # naive, or another tzinfo class (pydantic's): as before
+        return moment.timestamp()
+    epoch = _EPOCHS.get(zone)
+    if epoch is None:
+        epoch = _EPOCHS[zone] = _EPOCH.astimezone(zone)
+    return (moment - epoch).total_seconds()
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCHS: dict[timezone, datetime] = {}
 
 
 def _canonical_json(fields: dict[str, object]) -> bytes:
@@ -138,14 +173,23 @@ def _canonical_json(fields: dict[str, object]) -> bytes:
     return orjson.dumps(fields, default=datetime.timestamp, option=orjson.OPT_PASSTHROUGH_DATETIME)
 
 
+_encode_json = msgspec.json.Encoder().encode
+_with_values = msgspec.structs.replace
+# Struct type -> its instants other than event_time (written as Unix seconds too); pydantic models absent.
+_LATER_INSTANTS = {struct: tuple(name for name in instant_fields(struct) if name != "event_time")
+                   for struct in FAST_MODELS.values()}
 # Copying a ready hasher skips blake2b's keyword parsing and set-up on every event; the digest is the same.
 _EMPTY_DIGEST = blake2b(digest_size=8)
 
 
-def _digest(fields: dict[str, object]) -> int:
+def _digest(canonical_bytes: bytes) -> int:
     hasher = _EMPTY_DIGEST.copy()
-    hasher.update(_canonical_json(fields))
+    hasher.update(canonical_bytes)
     return int.from_bytes(hasher.digest(), "little") or 1
+
+
+# A CountedCopy from its four values without NamedTuple's __new__ (a Python frame per event).
+_new_tuple = tuple.__new__
 
 
 @dataclass(slots=True)
@@ -194,7 +238,8 @@ class Pipeline:
         for stream, stream_messages in self._by_stream(messages):
             results = decode_values(stream, [m.value for m in stream_messages], self.max_message_bytes)
             metrics.CONSUMED.labels(stream).inc(len(stream_messages))
-            ids = list({result.event_id for result in results if not isinstance(result, Rejection)})
+            # Distinct ids, keyed by the UUID's int: an int hashes in C, a UUID's __hash__ is Python code.
+            ids = list({r.event_id.int: r.event_id for r in results if not isinstance(r, Rejection)}.values())
             stored = tx.counted_copies(stream, ids) if ids else {}
             seen = _Seen({key.int: copy for key, copy in stored.items()})
             self._route(stream, stream_messages, results, batch, keyed_dead, horizon, seen)
@@ -216,33 +261,33 @@ class Pipeline:
         counted = batch.copies[stream]
         minutes = batch.windows[stream]
         late = duplicates = 0
+        progress, copies = batch.progress, seen.copies  # locals: this loop runs for every event
+        lateness_s, quorum = self.lateness_s, self.watermark_quorum
         for message, result in zip(messages, results):
-            pid = (message.topic, message.partition)
-            state = batch.progress.get(pid)
+            topic, partition, offset = message.topic, message.partition, message.offset
+            state = progress.get((topic, partition))
             if state is None:
-                state = batch.progress[pid] = Progress(-1, 0.0)
-            state.offset = message.offset
+                state = progress[topic, partition] = Progress(-1, 0.0)
+            state.offset = offset
             if isinstance(result, Rejection):
                 self._dead(batch, keyed_dead, message, result.reason, result.error)
                 continue
-            event_ts = result.event_time.timestamp()
+            event_ts = unix_seconds(result.event_time)
             if event_ts > horizon:
                 self._dead(batch, keyed_dead, message, "future_time",
                            f"event_time {result.event_time.isoformat()} is more than {self.max_future_s:.0f} s "
                            f"ahead of the worker's clock")
                 continue
-            if event_ts < state.watermark - self.lateness_s:
+            if event_ts < state.watermark - lateness_s:
                 self._dead(
                     batch, keyed_dead, message, "too_late",
                     f"event_time {result.event_time.isoformat()} is more than {self.lateness_s:.0f} s "
                     f"behind the partition watermark",
                 )
                 continue
-            content = event_fields(result)
-            content["event_time"] = event_ts  # as canonical() writes it: saves computing the timestamp again
-            copy = CountedCopy(_digest(content), message.topic, message.partition, message.offset)
+            copy = _new_tuple(CountedCopy, (_digest(_canonical_at(result, event_ts)), topic, partition, offset))
             event_key = result.event_id.int
-            first = seen.copies.get(event_key)
+            first = copies.get(event_key)
             if first == copy:  # this very message, stored before a crash or a rebalance: count it again (idempotent)
                 first = None
             if first is not None and first.fingerprint not in (copy.fingerprint, _UNKNOWN):
@@ -256,8 +301,8 @@ class Pipeline:
             if event_ts < state.watermark:
                 late += 1
             else:
-                state.advance(event_ts, self.watermark_quorum)
-            seen.copies[event_key] = copy
+                state.advance(event_ts, quorum)
+            copies[event_key] = copy
             accepted.append(result)
             counted.append(copy)
         metrics.LATE.labels(stream).inc(late)
