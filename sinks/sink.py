@@ -121,12 +121,17 @@ class _EventColumns:
 
     def __init__(self, items: list) -> None:
         self.items = items
+        self._values: dict[str, list] = {}
         self._wired: dict[tuple[str, str], tuple[list, str]] = {}
 
     def wired(self, attribute: str, column_type: str, may_be_none: bool = False) -> tuple[list, str]:
-        key = (attribute, column_type)
+        if attribute not in self._values:
+            self._values[attribute] = list(map(attrgetter(attribute), self.items))
+        values = self._values[attribute]
+        # UUIDs go as the same text into a String column (raw rows) and a UUID column (event_index): one key.
+        key = (attribute, "UUID" if values and isinstance(values[0], UUID) else column_type)
         if key not in self._wired:
-            self._wired[key] = _wire(list(map(attrgetter(attribute), self.items)), column_type, may_be_none)
+            self._wired[key] = _wire(values, column_type, may_be_none)
         return self._wired[key]
 
 
