@@ -201,5 +201,8 @@ def _server_client(parsed, password: str | None) -> Client:  # urllib's ParseRes
         password=unquote(parsed.password or "") if password is None else password,
         secure=parsed.scheme == "https",
         database="default",
+        # A session of its own: the sink's event_index lookup stages its ids in a temporary table (sinks/sink.py),
+        # which lives in the session. The client's default too; said here because the lookup depends on it.
+        autogenerate_session_id=True,
     )
 

@@ -10,10 +10,8 @@ from datetime import datetime, timedelta, timezone
 from types import SimpleNamespace
 from uuid import UUID
 
-from clickhouse_connect.driver.binding import bind_query
-
 from schemas.events import EVENT_MODELS
-from sinks.sink import ClickHouseSink, _UuidArray
+from sinks.sink import ClickHouseSink, _millis, _uuid_texts
 from streams.pipeline import Batch, CountedCopy, Message, Pipeline
 from tests.support.kpi_events import activation, dossier, payment
 
@@ -126,13 +124,29 @@ def test_the_sink_needs_only_attribute_access_to_the_fields(sink: ClickHouseSink
     assert index == {"fingerprint": 42, "offset": 7}
 
 
-def test_the_lookup_parameter_is_the_text_the_client_would_send_for_a_list_of_uuids() -> None:
-    """Both transports (chDB and HTTP) bind server-side parameters with clickhouse-connect's bind_query; the
-    prebuilt text must reach the server as the same Array(UUID) value the client makes of a list, unescaped."""
-    ids = [UUID(int=1), UUID("8d5f3c1e-2b7a-4c9d-9e0f-1a2b3c4d5e6f"), UUID(int=2**128 - 1)]
-    sql = "SELECT 1 WHERE x IN {ids:Array(UUID)}"
-    _, prebuilt = bind_query(sql, {"ids": _UuidArray(ids)})
-    _, generic = bind_query(sql, {"ids": ids})
-    assert prebuilt["param_ids"].replace(" ", "") == generic["param_ids"].replace(" ", "")
-    assert prebuilt["param_ids"] == ("['00000000-0000-0000-0000-000000000001','8d5f3c1e-2b7a-4c9d-9e0f-1a2b3c4d5e6f',"
-                                     "'ffffffff-ffff-ffff-ffff-ffffffffffff']")
+def test_each_lookup_sees_its_own_ids_only_and_survives_a_lost_session_table(sink: ClickHouseSink) -> None:
+    """The lookup's ids go through a temporary table of the client's session: a second lookup must not find the
+    first one's ids there, and a session that lost the table (a server's session timed out) must get a new one."""
+    paid = payment("p3", "2026-03-02T06:30:15+07:00", "success", province="79")
+    store(sink, [paid])
+    stored, unknown = UUID(paid["event_id"]), UUID(int=7)
+    with sink.transaction() as tx:
+        [copy] = tx.counted_copies("payments", [stored, unknown]).values()
+        assert tx.counted_copies("payments", [unknown]) == {}
+        tx.client.command("DROP TEMPORARY TABLE pulse_lookup_ids")
+        assert tx.counted_copies("payments", [unknown, stored]) == {stored: copy}
+        assert tx.counted_copies("payments", []) == {}
+    assert copy == CountedCopy(copy.fingerprint, "pulse.payments.vietqr", 3, 100)
+
+
+def test_batch_conversions_equal_the_one_value_ones() -> None:
+    """UUID texts and instants' milliseconds are built for a whole column at once; each value must be what str()
+    and exact integer arithmetic give (truncated to the millisecond, any UTC offset)."""
+    ids = [UUID(int=0), UUID(int=1), UUID("8d5f3c1e-2b7a-4c9d-9e0f-1a2b3c4d5e6f"), UUID(int=2**128 - 1)]
+    assert _uuid_texts(ids) == [str(key).encode() for key in ids]
+    epoch = datetime(1970, 1, 1, tzinfo=timezone.utc)
+    moments = [datetime(2026, 3, 2, 6, 30, 15, micro, tzinfo=timezone(timedelta(hours=hours, minutes=minutes)))
+               for micro in (0, 999, 1_000, 123_987, 999_999) for hours, minutes in ((0, 0), (7, 0), (-9, -30))]
+    moments += [datetime(2000, 1, 1, tzinfo=timezone.utc) - timedelta(microseconds=1),
+                datetime(2099, 12, 31, 23, 59, 59, 999_999, tzinfo=timezone(timedelta(hours=14)))]
+    assert _millis(moments) == [(moment - epoch) // timedelta(milliseconds=1) for moment in moments]
