@@ -243,5 +243,13 @@ class ClickHouseSink:
                 self._migrated = True
             yield Transaction(client, self.warehouse.database)
 
+    def migrate(self) -> list[str]:
+        """Apply pending migrations now (the worker does so at start), so that the first transaction need
+        not; returns the names of those applied."""
+        with self.warehouse.lease() as client:
+            applied = migrate(client, self.warehouse.database, batched=self.warehouse.embedded)
+            self._migrated = True
+        return applied
+
     def close(self) -> None:
         self.warehouse.close()
