@@ -9,6 +9,7 @@ from clickhouse_connect.driver.exceptions import ClickHouseError
 from prometheus_client import start_http_server
 
 from pulse import __version__
+from pulse.allocator import fix_mmap_threshold
 from pulse.errors import short_reason
 from pulse.kafka_security import check_kafka_access, faust_credentials
 from pulse.settings import Settings
@@ -55,6 +56,8 @@ def stream_config(settings: Settings) -> StreamConfig:
         batch_within_s=settings.batch_within_s,
         retry_max_s=settings.sink_retry_max_s,
         session_timeout_s=settings.kafka_session_timeout_s,
+        max_poll_records=settings.kafka_max_poll_records,
+        max_partition_fetch_bytes=settings.kafka_max_partition_fetch_bytes,
         broker_credentials=faust_credentials(settings),
         datadir=str(settings.state_dir / "faust"),
         offset_trace_dir=str(settings.offset_trace_dir) if settings.offset_trace_dir else None,
@@ -78,6 +81,7 @@ def migrate_at_start(sink: ClickHouseSink) -> None:
 
 def run(settings: Settings, loglevel: str = "warning") -> None:
     """Run until SIGTERM/SIGINT; the sink is flushed batch by batch, so stopping only commits and closes."""
+    fix_mmap_threshold(settings.malloc_mmap_threshold_bytes)
     # On a refused login Faust exits saying only "Unable to bootstrap", and the supervisor would restart it
     # for ever; checking first names the cause, and tells a refusal (final) from an absent broker (retried).
     check_kafka_access(settings)

@@ -1,5 +1,6 @@
 """Migrations sent in one call (the embedded store, `migrate(..., batched=True)`) leave the same schema and
-ledger as one call per statement, also when a statement fails partway."""
+ledger as one call per statement, also when a statement fails partway; the sink's start-up migration also
+loads every table's columns."""
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -10,8 +11,10 @@ from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
 from sinks import schema
+from sinks import sink as sink_module
 from sinks.client import Warehouse
 from sinks.schema import migrate
+from sinks.sink import ClickHouseSink
 
 
 @pytest.fixture
@@ -65,3 +68,20 @@ def test_a_failing_statement_stops_both_ways_at_the_same_place(client: Client, t
     assert _ledger_of(client, "batched") == _ledger_of(client, "one_by_one") == [(1, "0001_first.sql")]
     tables = [name for name, _ in _schema_of(client, "batched")]
     assert tables == [name for name, _ in _schema_of(client, "one_by_one")] == ["a", "b", "schema_migrations"]
+
+
+def test_the_sink_knows_every_tables_columns_once_migrated(tmp_path: Path) -> None:
+    sink = ClickHouseSink(Warehouse(f"chdb://{tmp_path}/store", keep_open=True))
+    try:
+        sink_module._COLUMNS_CACHE.clear()
+        assert sink.migrate() == [path.name for _, path in schema.migration_files()]
+        loaded = {key: dict(columns) for key, columns in sink_module._COLUMNS_CACHE.items()}
+        sink_module._COLUMNS_CACHE.clear()
+        with sink.warehouse.lease() as client:
+            one_by_one = {key: sink_module._column_types(client, *key) for key in loaded}
+        assert loaded == one_by_one
+        assert {"payments", "event_index", "stream_offsets", "payments_1m"} <= {table for _, table in loaded}
+        assert list(loaded[("pulse", "payments")])[:2] == ["event_id", "event_time"]  # table order kept
+    finally:
+        sink_module._COLUMNS_CACHE.clear()
+        sink.close()
