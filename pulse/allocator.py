@@ -6,7 +6,7 @@ freed. The threshold starts at 128 KiB but rises (up to 32 MiB) each time such a
 few batches a worker's large, short-lived buffers (a batch's lists, insert payloads, fetched data) come from
 the heaps instead, where freed space stays resident and fragments across the threads' arenas. Fixing the
 threshold keeps those buffers in mappings that go back when each batch is done: ~25 MB less peak RssAnon
-at `pulse bench --events 300000` (docs/perf/memory.md).
+for the bench's 300k events (docs/perf/issue-14-startup-memory.md).
 """
 from __future__ import annotations
 
