@@ -11,7 +11,7 @@ from pulse.settings import Settings
 from pulse.store import open_warehouse
 from sinks.client import Warehouse
 from sinks.cluster import cluster_bootstrap_statements, cluster_migrations
-from sinks.schema import bootstrap_statements, migrate, migration_statements
+from sinks.schema import bootstrap_statements, ledger_insert, migrate, migration_statements
 
 
 class ClusterOnEmbeddedStore(PulseError, ValueError):
@@ -21,7 +21,7 @@ class ClusterOnEmbeddedStore(PulseError, ValueError):
 def apply_migrations(warehouse: Warehouse) -> list[str]:
     """Names of the migrations applied now (empty when the store was up to date)."""
     with warehouse.lease() as client:
-        return migrate(client, warehouse.database)
+        return migrate(client, warehouse.database, batched=warehouse.embedded)
 
 
 def run_migrate(settings: Settings) -> tuple[list[str], str]:
@@ -31,10 +31,6 @@ def run_migrate(settings: Settings) -> tuple[list[str], str]:
         return apply_migrations(warehouse), warehouse.database
     finally:
         warehouse.close()
-
-
-def _ledger_insert(database: str, number: int, name: str) -> str:
-    return f"INSERT INTO {database}.schema_migrations (version, name) VALUES ({number}, '{name}')"
 
 
 def migration_script(settings: Settings) -> str:
@@ -47,7 +43,7 @@ def migration_script(settings: Settings) -> str:
     for number, name, statements in migration_statements(database):
         parts.append(f"\n-- {name}")
         parts.extend(f"{statement};" for statement in statements)
-        parts.append(f"{_ledger_insert(database, number, name)};")
+        parts.append(f"{ledger_insert(database, number, name)};")
     return "\n".join(parts)
 
 
@@ -59,7 +55,7 @@ def cluster_migration_script(settings: Settings, cluster: str) -> str:
     for migration in cluster_migrations(cluster, database):
         parts.append(f"\n-- {migration.name}")
         parts.extend(f"{statement};" for statement in migration.statements)
-        parts.append(f"{_ledger_insert(database, migration.number, migration.name)};")
+        parts.append(f"{ledger_insert(database, migration.number, migration.name)};")
     return "\n".join(parts)
 
 
@@ -83,7 +79,7 @@ def run_cluster_migrate(settings: Settings, cluster: str) -> tuple[list[str], st
                     continue
                 for statement in migration.statements:
                     client.command(statement)
-                client.command(_ledger_insert(database, migration.number, migration.name))
+                client.command(ledger_insert(database, migration.number, migration.name))
                 newly_applied.append(migration.name)
             return newly_applied, database
     finally:

@@ -123,10 +123,18 @@ class Settings(BaseSettings):
     # worker's buffers (fetched records, decoded events, insert text) grow past a known size.
     batch_max_bytes: int = Field(default=16 * 2**20, ge=1)
     batch_within_s: float = 0.5
+    # glibc's mmap threshold, fixed for the worker process (pulse/allocator.py): blocks above it are mapped
+    # on their own and given back when freed, so a batch's large buffers do not stay resident. 0 leaves
+    # glibc's sliding default; glibc's own MALLOC_MMAP_THRESHOLD_ wins when set.
+    malloc_mmap_threshold_bytes: int = Field(default=128 * 1024, ge=0, le=32 * 2**20)
     sink_retry_max_s: float = 30.0
     # How long the group waits for a member that stopped heartbeating. A worker that crashed (SIGKILL, OOM)
     # holds its partitions this long, so its restarted self idles until then; Faust's 60 s is long for that.
     kafka_session_timeout_s: float = 15.0
+    # The consumer's fetch bounds: records handed to the worker per turn of its fetch loop, and bytes the broker
+    # returns per partition and fetch (aiokafka keeps one such fetch buffered per assigned partition).
+    kafka_max_poll_records: int = Field(default=10_000, ge=1)
+    kafka_max_partition_fetch_bytes: int = Field(default=2**20, ge=1024)
     # The worker keeps the embedded chDB store open between flushes either way. When false it hands it
     # over, between two flushes, to another process that waits for it (`pulse query`, a second worker);
     # when true it never does.

@@ -2,22 +2,25 @@
 from __future__ import annotations
 
 import logging
+import threading
+from typing import TYPE_CHECKING
 
-import faust
 from clickhouse_connect.driver.exceptions import ClickHouseError
 from prometheus_client import start_http_server
 
 from pulse import __version__
+from pulse.allocator import fix_mmap_threshold
 from pulse.errors import short_reason
 from pulse.gc_tuning import pause_for_start_up, tune_for_streaming
 from pulse.kafka_security import check_kafka_access, faust_credentials
-from pulse.migrate import apply_migrations
 from pulse.settings import Settings
 from pulse.store import open_warehouse
 from sinks.sink import ClickHouseSink
 from streams import metrics
-from streams.app import StreamConfig, create_app
-from streams.pipeline import Pipeline
+
+if TYPE_CHECKING:  # imported in run(), once the store is being migrated (see there)
+    from streams.app import StreamConfig
+    from streams.pipeline import Pipeline
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +31,8 @@ def build_sink(settings: Settings) -> ClickHouseSink:
 
 
 def build_pipeline(settings: Settings, sink: ClickHouseSink) -> Pipeline:
+    from streams.pipeline import Pipeline
+
     return Pipeline(
         sink,
         topics={topic: stream for stream, topic in settings.topics.streams.items()},
@@ -39,6 +44,8 @@ def build_pipeline(settings: Settings, sink: ClickHouseSink) -> Pipeline:
 
 
 def stream_config(settings: Settings) -> StreamConfig:
+    from streams.app import StreamConfig
+
     return StreamConfig(
         app_id=settings.consumer_group,
         broker=f"kafka://{settings.kafka_bootstrap}",
@@ -50,6 +57,8 @@ def stream_config(settings: Settings) -> StreamConfig:
         batch_within_s=settings.batch_within_s,
         retry_max_s=settings.sink_retry_max_s,
         session_timeout_s=settings.kafka_session_timeout_s,
+        max_poll_records=settings.kafka_max_poll_records,
+        max_partition_fetch_bytes=settings.kafka_max_partition_fetch_bytes,
         broker_credentials=faust_credentials(settings),
         datadir=str(settings.state_dir / "faust"),
         offset_trace_dir=str(settings.offset_trace_dir) if settings.offset_trace_dir else None,
@@ -62,7 +71,7 @@ def migrate_at_start(sink: ClickHouseSink) -> None:
     A ClickHouse that cannot be reached yet does not stop the worker: the sink migrates again before its
     first write and retries that write like any other, with backpressure, until ClickHouse answers."""
     try:
-        applied = apply_migrations(sink.warehouse)
+        applied = sink.migrate()
     except (ClickHouseError, OSError) as error:  # OSError: refused connections, a store held elsewhere
         log.warning("migrations at start failed (%s); the sink applies them before its first write",
                     short_reason(error))
@@ -74,16 +83,27 @@ def migrate_at_start(sink: ClickHouseSink) -> None:
 def run(settings: Settings, loglevel: str = "warning") -> None:
     """Run until SIGTERM/SIGINT; the sink is flushed batch by batch, so stopping only commits and closes."""
     pause_for_start_up()  # resumed, tuned, by tune_for_streaming() below (pulse/gc_tuning.py)
+    fix_mmap_threshold(settings.malloc_mmap_threshold_bytes)
     # On a refused login Faust exits saying only "Unable to bootstrap", and the supervisor would restart it
     # for ever; checking first names the cause, and tells a refusal (final) from an absent broker (retried).
     check_kafka_access(settings)
     start_http_server(settings.metrics_port, addr=settings.metrics_host)
     metrics.BUILD_INFO.info({"version": __version__})
     sink = build_sink(settings)
+    # The store is opened and migrated on a thread of its own while this one imports Faust and joins the
+    # consumer group: chDB runs the DDL without the GIL, so the two overlap (~0.3 s of a worker's start,
+    # docs/perf/issue-14.md). The first batch still finds every table: its transaction waits for the
+    # store's lease, which the migration holds until it is done.
+    migrating = threading.Thread(target=migrate_at_start, args=(sink,), name="migrate-at-start")
+    migrating.start()
     try:
-        migrate_at_start(sink)
+        import faust
+
+        from streams.app import create_app
+
         app = create_app(stream_config(settings), build_pipeline(settings, sink))
         tune_for_streaming()  # start-up is done: what it built is never collected again (pulse/gc_tuning.py)
         faust.Worker(app, loglevel=loglevel, quiet=True, override_logging=False).execute_from_commandline()
     finally:
+        migrating.join()
         sink.close()

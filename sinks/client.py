@@ -21,6 +21,7 @@ from clickhouse_connect.driver.client import Client
 
 from schemas.errors import PulseError
 from schemas.redact import redact_url
+from sinks.deferred_imports import defer_dataframe_libraries
 
 DEFAULT_DATABASE = "pulse"
 REQUEST_POLL_S = 0.2  # how often a holder that shares on request looks for a waiting process
@@ -105,6 +106,7 @@ class Warehouse:
     def _acquire(self) -> None:
         if self._client is not None:
             return
+        defer_dataframe_libraries()
         if self.embedded:
             self._lock_embedded_store()
             try:

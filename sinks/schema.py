@@ -44,19 +44,40 @@ def migration_statements(database: str) -> list[tuple[int, str, list[str]]]:
             for number, path in migration_files()]
 
 
-def migrate(client: Client, database: str) -> list[str]:
-    """Create the database and apply pending migrations; returns the names of those applied now."""
-    for statement in bootstrap_statements(database):
-        client.command(statement)
+def ledger_insert(database: str, number: int, name: str) -> str:
+    """The ledger row of migration `number` as SQL (for scripts, and for a batch of statements in one call)."""
+    quoted = name.replace("\\", "\\\\").replace("'", "\\'")
+    return f"INSERT INTO {database}.schema_migrations (version, name) VALUES ({number}, '{quoted}')"
+
+
+def migrate(client: Client, database: str, *, batched: bool = False) -> list[str]:
+    """Create the database and apply pending migrations; returns the names of those applied now.
+
+    `batched` (the embedded store only: chDB runs several `;`-separated statements in one call, a server's
+    HTTP interface does not) sends the bootstrap in one call and every pending migration with its ledger
+    row in another, instead of a call per statement: ~35 calls fewer on an empty store, each of which a
+    worker's other threads could hold up on the way back (the GIL). The statements and their order are the
+    same; a failing statement stops the call there, so the ledger holds exactly the migrations that ran
+    to their end, as it would one statement at a time."""
+    _run(client, bootstrap_statements(database), batched)
     applied = {row[0] for row in client.query(f"SELECT version FROM {database}.schema_migrations FINAL").result_rows}
-    newly_applied = []
-    for number, name, statements in migration_statements(database):
-        if number in applied:
-            continue
-        for statement in statements:
-            client.command(statement)
-        client.insert(f"{database}.schema_migrations", [[number, name]], column_names=["version", "name"])
-        newly_applied.append(name)
+    pending = [(number, name, statements) for number, name, statements in migration_statements(database)
+               if number not in applied]
+    if batched and pending:
+        _run(client, [statement for number, name, statements in pending
+                      for statement in (*statements, ledger_insert(database, number, name))], batched)
+    else:
+        for number, name, statements in pending:
+            _run(client, statements, batched)
+            client.insert(f"{database}.schema_migrations", [[number, name]], column_names=["version", "name"])
     if client.command(f"EXISTS TABLE {database}.reference_versions"):  # created by migration 0007
         load_reference_data(client, database)
-    return newly_applied
+    return [name for _, name, _ in pending]
+
+
+def _run(client: Client, statements: list[str], batched: bool) -> None:
+    if batched:
+        client.command(";\n".join(statements))
+        return
+    for statement in statements:
+        client.command(statement)

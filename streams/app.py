@@ -40,6 +40,8 @@ class StreamConfig:
     datadir: str | None = None  # Faust's own working files; default is a folder in the working directory
     batch_max_bytes: int = 16 * 2**20  # message bytes that also close a batch (memory bounded for large messages)
     offset_trace_dir: str | None = None  # streams.offset_trace: off unless set
+    max_poll_records: int = BROKER_MAX_POLL_RECORDS  # records handed over per fetch loop turn
+    max_partition_fetch_bytes: int = 2**20  # what the broker returns per partition and fetch (aiokafka buffers it)
 
 
 def _window_key(row: dict) -> bytes:
@@ -73,7 +75,7 @@ class Ingest:
         self.in_flight: asyncio.Future | None = None
         self.last_offsets: dict[tuple[str, int], int] = {}
         self.last_timestamps: dict[tuple[str, int], float] = {}  # Kafka timestamp (s) of the last stored record
-        metrics.SINK_BUFFER_LIMIT.set(2 * config.batch_max_events + BROKER_MAX_POLL_RECORDS)
+        metrics.SINK_BUFFER_LIMIT.set(2 * config.batch_max_events + config.max_poll_records)
 
     async def on_records(self, tp: TP, records: list) -> None:
         if not self.pending:
@@ -171,7 +173,8 @@ def create_app(config: StreamConfig, pipeline: Pipeline) -> BulkApp:
         topic_allow_declare=False,
         topic_disable_leader=True,
         consumer_auto_offset_reset="earliest",
-        broker_max_poll_records=BROKER_MAX_POLL_RECORDS,
+        broker_max_poll_records=config.max_poll_records,
+        consumer_max_fetch_size=config.max_partition_fetch_bytes,
         broker_commit_interval=1.0,
         broker_session_timeout=config.session_timeout_s,
         broker_heartbeat_interval=min(3.0, config.session_timeout_s / 3),

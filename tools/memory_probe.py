@@ -71,6 +71,7 @@ def engine_view(client) -> dict[str, float]:
                         "'MarkCacheBytes', 'PrimaryIndexCacheBytes', 'UncompressedCacheBytes', "
                         "'MergesMutationsMemoryTracking')").result_rows
     view = {name: round(value / 2**20, 1) for name, value in rows}
+    view["active_parts"] = client.command("SELECT count() FROM system.parts WHERE active")
     stats = client.query("SELECT stats FROM system.jemalloc_stats").result_rows[0][0]
     totals = re.search(r"Allocated: (\d+), active: (\d+), metadata: (\d+).*?resident: (\d+), mapped: (\d+), "
                        r"retained: (\d+)", stats)
