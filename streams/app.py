@@ -12,6 +12,7 @@ import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from itertools import chain
 
 import orjson
 from aiokafka import AIOKafkaProducer
@@ -190,7 +191,7 @@ class Ingest:
                 return
             batch, self.pending, self.pending_count, self.pending_bytes = self.pending, [], 0, 0
             # aiokafka's records as they are (streams.pipeline.Record): no copy of each record to make.
-            messages = [record for _, records, _ in batch for record in records]
+            messages = list(chain.from_iterable(records for _, records, _ in batch))
             began = time.monotonic()
             outcome = await self._store(messages)
             log.info("stored %d messages (%d fetched slices) in %.3f s; %d window rows, %d dead letters to publish",

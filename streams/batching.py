@@ -216,7 +216,11 @@ class BulkConsumer(faust_aiokafka.Consumer):
         """
         if not records or (fetched_at is not None and fetched_at != self.revocations):
             return 0
-        offsets = [r.offset for r in records]
+        first, last = records[0].offset, records[-1].offset
+        # A fetched slice is in ascending offset order; without holes (nearly always) its offsets are a range,
+        # which the set and list below take in without a Python step per record.
+        offsets: Sequence[int] = (range(first, last + 1) if last - first == len(records) - 1
+                                  else [r.offset for r in records])
         with ack_lock:
             if not self.app.topics.acks_enabled_for(tp.topic):
                 return 0
