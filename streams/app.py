@@ -17,7 +17,6 @@ from itertools import chain
 import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
-from aiokafka.structs import ConsumerRecord
 from faust.types import TP
 
 from streams import metrics
@@ -210,7 +209,7 @@ class Ingest:
                 self._stored(tp, records[-1])
             self._publish(outcome)
 
-    def _stored(self, tp: TP, last: ConsumerRecord) -> None:
+    def _stored(self, tp: TP, last: Record) -> None:
         """Remember how far a partition is stored: once per partition and batch, not per record."""
         stored_at = last.timestamp / 1000
         self.last_offsets[(tp.topic, tp.partition)] = last.offset
