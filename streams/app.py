@@ -141,6 +141,7 @@ class Ingest:
         self.oldest = 0.0
         self.flushing = asyncio.Lock()
         self.in_flight: asyncio.Future | None = None
+        self.idle_since = 0.0  # when the last flush ended (monotonic)
         self.last_offsets: dict[tuple[str, int], int] = {}
         self.last_timestamps: dict[tuple[str, int], float] = {}  # Kafka timestamp (s) of the last stored record
         metrics.SINK_BUFFER_LIMIT.set(2 * config.batch_max_events + BROKER_MAX_POLL_RECORDS)
@@ -182,7 +183,13 @@ class Ingest:
         await self.publisher.wait()
 
     def due(self) -> bool:
-        return bool(self.pending) and time.monotonic() - self.oldest >= self.config.batch_within_s
+        """The pending batch has waited `batch_within_s`, and no batch has been stored for a quarter of that.
+        After a store that took longer than the time bound, the fetch loop gets that much time to fill the
+        batch: while the pipeline thread ran it had the interpreter only between the pipeline's turns, and
+        flushing at once stored batches a third full, each paying a batch's fixed costs (queries, inserts)."""
+        now = time.monotonic()
+        within = self.config.batch_within_s
+        return bool(self.pending) and now - self.oldest >= within and now - self.idle_since >= within / 4
 
     async def flush(self) -> None:
         async with self.flushing:
@@ -208,6 +215,7 @@ class Ingest:
                                 fetched_at=fetched_at, acked=acked)
                 self._stored(tp, records[-1])
             self._publish(outcome)
+            self.idle_since = time.monotonic()
 
     def _stored(self, tp: TP, last: Record) -> None:
         """Remember how far a partition is stored: once per partition and batch, not per record."""

@@ -146,3 +146,29 @@ def test_the_timer_flushes_a_slow_input_when_nothing_is_being_stored() -> None:
 
     pipeline, app = asyncio.run(run())
     assert [len(batch) for batch in pipeline.batches] == [3] and app.consumer.acked == [0, 1, 2]
+
+
+def test_after_a_long_store_the_fetch_loop_gets_a_quarter_of_the_time_bound_to_fill_the_next_batch() -> None:
+    config = StreamConfig(app_id="t", broker="kafka://127.0.0.1:1", input_topics=("in",), deadletter_topic="dl",
+                          windows_topic="w", batch_max_events=10, batch_within_s=1.0, retry_max_s=1.0)
+
+    async def run() -> tuple[_Gate, list[int]]:
+        app, pipeline = _App(), _Gate()
+        ingest = Ingest(app, pipeline, config)  # type: ignore[arg-type]
+        tp = TP("in", 0)
+        await ingest.on_records(tp, _records(0, 10, 10))  # full: stored in the background, for longer than 1 s
+        await asyncio.sleep(0.01)
+        await ingest.on_records(tp, _records(10, 4, 10))
+        await asyncio.sleep(1.05)
+        pipeline.released.set()
+        if ingest.in_flight is not None:
+            await ingest.in_flight
+        await ingest.flush_if_due()  # due by its age, but the store has only just ended
+        pending = [ingest.pending_count]
+        await asyncio.sleep(0.3)
+        await ingest.flush_if_due()
+        return pipeline, [*pending, ingest.pending_count]
+
+    pipeline, pending = asyncio.run(run())
+    assert pending == [4, 0]
+    assert [len(batch) for batch in pipeline.batches] == [10, 4]
