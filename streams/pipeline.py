@@ -43,9 +43,9 @@ PartitionId = tuple[str, int]
 
 
 class Record(Protocol):
-    """What the pipeline reads of a Kafka record. aiokafka's `ConsumerRecord` has these attributes, so the
-    worker hands the fetched records over as they are (no copy per record); `Message` has them too, for
-    callers that build records themselves (tests, replay)."""
+    """What the pipeline reads of a Kafka record. The worker's fetched records (streams.batching.FetchedRecord,
+    or aiokafka's `ConsumerRecord`) have these attributes, so it hands them over as they are, with no copy per
+    record; `Message` has them too, for callers that build records themselves (tests, replay, tools)."""
 
     @property
     def topic(self) -> str: ...
