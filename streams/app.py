@@ -180,7 +180,6 @@ class Ingest:
         if self.in_flight is not None:
             await asyncio.shield(self.in_flight)
         await asyncio.shield(self.flush())
-        await self.publisher.wait()
 
     def due(self) -> bool:
         """The pending batch has waited `batch_within_s`, and no batch has been stored for a quarter of that.
