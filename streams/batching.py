@@ -95,6 +95,21 @@ def use_fetched_records() -> None:
     PartitionRecords._consumer_record = _fetched_record
 
 
+#: How long the broker may hold a fetch open while none of its partitions has new records (Faust's aiokafka driver
+#: asks for 1,500 ms). aiokafka keeps one fetch in flight per broker, and while records fetched earlier are not
+#: consumed it fetches only the other partitions: near the end of a backlog, that was a fetch for partitions
+#: already read to their end, held by the broker for 1.5 s while the partitions with records waited for their
+#: next fetch behind it. The worker then stored part-full batches (10-12k instead of 20k) at the same points.
+FETCH_MAX_WAIT_MS = 200
+
+
+class BulkConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS  # read by AIOKafkaConsumer.start() for its Fetcher
+        return consumer
+
+
 class BulkConsumer(faust_aiokafka.Consumer):
     """Fetcher loop that hands whole per-partition record lists to a handler.
 
@@ -129,6 +144,9 @@ class BulkConsumer(faust_aiokafka.Consumer):
         # Partitions whose committed offset is known since their last assignment (from perform_seek): the
         # baseline _new_offset needs. None as a value: Kafka has no commit for it (a new group).
         self._baselines: Dict[TP, Optional[int]] = {}
+
+    def _new_consumer_thread(self) -> BulkConsumerThread:
+        return BulkConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
     def _trace(self, kind: str, **fields: Any) -> None:
         trace: Optional[OffsetTrace] = getattr(self.app, "offset_trace", None)
