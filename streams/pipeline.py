@@ -43,6 +43,26 @@ from streams.decode import Rejection, decode_values
 PartitionId = tuple[str, int]
 
 
+class Record(Protocol):
+    """What the pipeline reads of a Kafka record. The worker's fetched records (streams.batching.FetchedRecord,
+    or aiokafka's `ConsumerRecord`) have these attributes, so it hands them over as they are, with no copy per
+    record; `Message` has them too, for callers that build records themselves (tests, replay, tools)."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
+    @property
+    def timestamp(self) -> float:
+        """Kafka's record timestamp in Unix milliseconds, as aiokafka gives it."""
+
+
 @dataclass(slots=True)
 class Message:
     topic: str
@@ -50,7 +70,7 @@ class Message:
     offset: int
     key: bytes | None
     value: bytes | None
-    timestamp: float  # Kafka message timestamp, Unix seconds
+    timestamp: float  # Kafka record timestamp, Unix milliseconds (aiokafka's unit; see Record)
 
 
 class CountedCopy(NamedTuple):
@@ -88,7 +108,7 @@ class Batch:
     dead_letters: list[DeadLetter] = field(default_factory=list)
     progress: dict[PartitionId, Progress] = field(default_factory=dict)
     windows: dict[str, set[int]] = field(default_factory=lambda: defaultdict(set))  # stream -> minute starts
-    oldest_message_timestamp: float = 0.0
+    oldest_message_timestamp: float = 0.0  # Unix seconds
 
 
 class SinkTransaction(Protocol):
@@ -219,7 +239,7 @@ class Pipeline:
             for reason in _ALERTED_REASONS:
                 metrics.DEADLETTERED.labels(stream, reason)
 
-    def process(self, messages: Sequence[Message]) -> Outcome:
+    def process(self, messages: Sequence[Record]) -> Outcome:
         started = time.monotonic()
         with self.sink.transaction() as tx:
             progress = tx.load_progress({(m.topic, m.partition) for m in messages})
@@ -230,7 +250,7 @@ class Pipeline:
         accepted = sum(len(events) for events in batch.events.values())
         return Outcome(window_rows, keyed_dead, accepted, len(messages) - len(fresh))
 
-    def _build(self, messages: list[Message], stored: dict[PartitionId, Progress],
+    def _build(self, messages: list[Record], stored: dict[PartitionId, Progress],
                tx: SinkTransaction) -> tuple[Batch, list]:
         batch = Batch(progress={pid: Progress(p.offset, p.watermark, list(p.leaders)) for pid, p in stored.items()})
         keyed_dead: list[tuple[bytes | None, DeadLetter]] = []
@@ -245,11 +265,11 @@ class Pipeline:
             self._route(stream, stream_messages, results, batch, keyed_dead, horizon, seen)
             self._explain_conflicts(stream, seen, batch, tx)
         if messages:
-            batch.oldest_message_timestamp = min(m.timestamp for m in messages)
+            batch.oldest_message_timestamp = min([m.timestamp for m in messages]) / 1000
         return batch, keyed_dead
 
-    def _by_stream(self, messages: list[Message]) -> Iterator[tuple[str, list[Message]]]:
-        grouped: dict[str, list[Message]] = defaultdict(list)
+    def _by_stream(self, messages: list[Record]) -> Iterator[tuple[str, list[Record]]]:
+        grouped: dict[str, list[Record]] = defaultdict(list)
         for message in messages:
             grouped[self.stream_of_topic[message.topic]].append(message)
         return iter(grouped.items())

@@ -156,7 +156,7 @@ def main() -> None:
         while offset < args.events:
             messages = []
             for stream, key, value in emitted:
-                messages.append(Message(topics[stream], offset % 4, offset, key, value, time.time()))
+                messages.append(Message(topics[stream], offset % 4, offset, key, value, time.time() * 1000))
                 offset += 1
                 if len(messages) == args.batch:
                     break

@@ -27,7 +27,7 @@ def messages(events: int) -> list[Message]:
     topics = settings.topics.streams
     out = []
     for offset, emitted in enumerate(generator.events(events)):
-        out.append(Message(topics[emitted.stream], offset % 4, offset, emitted.key, emitted.value, time.time()))
+        out.append(Message(topics[emitted.stream], offset % 4, offset, emitted.key, emitted.value, time.time() * 1000))
     return out
 
 

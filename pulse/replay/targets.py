@@ -182,7 +182,7 @@ class DirectTarget:
 
         now = time.time()
         return [Message(self.topic_of[(r.source, r.stream)], r.partition, r.offset, r.key, r.value,
-                        r.timestamp or now) for r in records]
+                        (r.timestamp or now) * 1000) for r in records]  # Message: Kafka's milliseconds
 
     def deliver(self, chunk: Chunk, checkpoint: Checkpoint | None) -> None:
         if chunk.records:

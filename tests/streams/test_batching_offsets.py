@@ -127,3 +127,22 @@ def test_a_gap_does_not_cover_a_record_that_follows_it(consumer: BulkConsumer) -
 
     # 303 is a real record that is not acked: the gap alone is not committed past 303.
     assert asyncio.new_event_loop().run_until_complete(gap_only()) is None
+
+
+def test_the_worker_consumer_asks_the_broker_to_hold_an_empty_fetch_for_200_ms_not_faust_s_1500(
+        consumer: BulkConsumer) -> None:
+    """aiokafka keeps one fetch in flight per broker: a fetch for partitions read to their end must not hold the
+    refill of the others for Faust's 1.5 s (streams.batching.FETCH_MAX_WAIT_MS)."""
+    from streams.batching import FETCH_MAX_WAIT_MS, BulkConsumerThread
+
+    thread = consumer._new_consumer_thread()
+    assert isinstance(thread, BulkConsumerThread)
+
+    async def fetch_max_wait_ms() -> int:
+        aiokafka_consumer = thread._create_worker_consumer(consumer.transport)  # built, not started
+        try:
+            return aiokafka_consumer._fetch_max_wait_ms  # what AIOKafkaConsumer.start() gives its Fetcher
+        finally:
+            await aiokafka_consumer.stop()
+
+    assert asyncio.run(fetch_max_wait_ms()) == FETCH_MAX_WAIT_MS == 200

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import time
 from datetime import datetime, timezone
 
 from sinks.sink import ClickHouseSink
@@ -103,3 +104,30 @@ def test_windows_count_activated_accounts_only(sink: ClickHouseSink) -> None:
               at_step("00:00:40", None, level=1)]  # no step: an older producer's activation
     assert pipeline(sink).process(messages(values)).accepted == 4
     assert activations_1m(sink) == {("00:00", "01"): (2, 1)}
+
+
+def test_aiokafka_records_are_processed_as_they_are_with_their_millisecond_timestamps(sink: ClickHouseSink) -> None:
+    """The worker hands aiokafka's ConsumerRecords to the pipeline without copying them into Messages; their
+    timestamps are Kafka's milliseconds, and the batch's freshness is read from them in seconds."""
+    from aiokafka.structs import ConsumerRecord
+    from prometheus_client import REGISTRY
+
+    def freshness() -> tuple[float, float]:
+        return (REGISTRY.get_sample_value("pulse_event_freshness_seconds_sum") or 0.0,
+                REGISTRY.get_sample_value("pulse_event_freshness_seconds_count") or 0.0)
+
+    sent_ms = int((time.time() - 120) * 1000)  # two minutes ago, the oldest of the batch
+    values = [activation("00:00:10", "01", level=2), activation("00:00:50", "01"), b"{not json"]
+    records = [ConsumerRecord(TOPIC, 1, 40 + n, sent_ms + 5_000 * n, 0, b"k", v, None, 1, len(v), ())
+               for n, v in enumerate(values)]
+    (total, count) = freshness()
+    outcome = pipeline(sink).process(records)
+    assert outcome.accepted == 2 and outcome.skipped == 0
+    assert [(record.partition, record.offset, record.reason) for _, record in outcome.dead_letters] == [
+        (1, 42, "malformed_json")]
+    assert activations_1m(sink) == {("00:00", "01"): (2, 1)}
+    (after_total, after_count) = freshness()
+    assert after_count == count + 1
+    assert 120 <= after_total - total < 180  # seconds since the oldest record's timestamp, not milliseconds
+    again = pipeline(sink).process(records)  # stored offsets are skipped, whatever the record type
+    assert again.skipped == 3 and again.accepted == 0
