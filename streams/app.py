@@ -256,17 +256,15 @@ class Ingest:
 
 
 def freeze_start_up_heap() -> None:
-    """Take what start-up left on the heap (modules, Faust, the engine's client, migrations) out of the cyclic
-    garbage collector's reach. Every batch keeps tens of thousands of records and events alive for a second,
-    which sets off collections; each full one walked the whole start-up heap with the GIL held (the pipeline
-    thread spent ~14 % less CPU per event with it frozen: tools/gc_probe.py). Frozen objects are still freed
-    when nothing refers to them; only cycles among them are not, so the garbage start-up made is collected
-    first."""
-    began = time.monotonic()
-    garbage = gc.collect()
+    """Take what start-up left on the heap (modules, Faust's services, aiokafka, the engine's client) out of the
+    cyclic garbage collector's reach. Every batch keeps tens of thousands of records and events alive for a
+    second, which sets off collections; each full one walked the whole start-up heap with the GIL held (the
+    pipeline thread spent ~14 % less CPU per event with it frozen: tools/gc_probe.py). Frozen objects are still
+    freed when nothing refers to them. No collection first: it would walk that heap once more (0.1-0.6 s) while
+    the first batch waits, to free a few cycles of start-up garbage, which stay instead. `pulse worker` has
+    already frozen what existed before Faust started (pulse.gc_tuning); this takes what Faust's start made."""
     gc.freeze()
-    log.info("froze %d start-up objects in %.3f s (%d garbage collected first)", gc.get_freeze_count(),
-             time.monotonic() - began, garbage)
+    log.info("froze the start-up heap: %d objects", gc.get_freeze_count())
 
 
 def create_app(config: StreamConfig, pipeline: Pipeline) -> BulkApp:
