@@ -8,17 +8,43 @@ from typing import Any
 from kafka import KafkaConsumer, TopicPartition
 from kafka.admin import KafkaAdminClient
 
+from pulse.errors import PulseError
+
 # `security` in these helpers: kafka-python options from pulse.kafka_security.kafka_options(settings).
 
 
-def end_offsets(bootstrap: str, topics: Iterable[str],
-                security: Mapping[str, Any] | None = None) -> dict[TopicPartition, int]:
+class TopicNotVisible(PulseError, RuntimeError):
+    """A topic the caller needs is missing from the cluster's metadata."""
+
+
+#: How long `end_offsets` waits for a topic to show up in the metadata (a topic created a moment ago).
+TOPIC_VISIBLE_TIMEOUT_S = 30.0
+
+
+def end_offsets(bootstrap: str, topics: Iterable[str], security: Mapping[str, Any] | None = None,
+                timeout_s: float = TOPIC_VISIBLE_TIMEOUT_S) -> dict[TopicPartition, int]:
+    """The log end offset of every partition of `topics`.
+
+    Every topic is in the answer or the call raises: a broker asked right after the topic was created may not
+    list it yet (seen on a three-broker cluster), and a topic silently left out had made a bench read nothing
+    back from it and left a consumer group without a starting offset there."""
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, **(security or {}))
     try:
-        partitions = [TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or ())]
+        partitions = [TopicPartition(topic, p) for topic in topics
+                      for p in sorted(_partitions_of(consumer, topic, timeout_s))]
         return consumer.end_offsets(partitions)
     finally:
         consumer.close()
+
+
+def _partitions_of(consumer: KafkaConsumer, topic: str, timeout_s: float) -> set[int]:
+    deadline = time.monotonic() + timeout_s
+    while not (partitions := consumer.partitions_for_topic(topic)):  # asks the cluster again when not cached
+        if time.monotonic() > deadline:
+            raise TopicNotVisible(f"topic {topic!r} is not in the Kafka cluster's metadata after {timeout_s:.0f} s "
+                                  f"(not created yet? `pulse infra up` creates the topics)")
+        time.sleep(0.25)
+    return partitions
 
 
 def committed_offsets(bootstrap: str, group: str,
