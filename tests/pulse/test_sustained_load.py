@@ -112,13 +112,15 @@ def test_the_pool_refuses_events_it_cannot_restamp_faithfully() -> None:
 
 def test_a_short_climb_holds_and_the_worker_stores_every_event_offered(kafka_settings: Settings, tmp_path) -> None:
     settings = kafka_settings.model_copy(update={"state_dir": tmp_path})
-    options = SustainedOptions(start_rate=300.0, factor=2.0, max_rate=600.0, step_s=3.0, pool_events=1000)
+    # Steps of a few seconds at low rates: a step's whole input stays under its lag bound, and a stall of up to
+    # a quarter of a second (a busy machine) still leaves the offered rate within the verdict's 5 %.
+    options = SustainedOptions(start_rate=200.0, factor=2.0, max_rate=400.0, step_s=5.0, pool_events=1000)
     report = run_sustained(settings, options, say=print)
     print({k: v for k, v in report.items() if k != "steps"}, report["steps"])
-    assert [step["target_events_per_s"] for step in report["steps"]] == [300, 600]
+    assert [step["target_events_per_s"] for step in report["steps"]] == [200, 400]
     assert all(step["held"] for step in report["steps"]), report["steps"]
     assert report["stopped_by"] == "max_rate"
-    assert report["sent_events"] == sum(step["sent"] for step in report["steps"]) == 300 * 3 + 600 * 3
+    assert report["sent_events"] == sum(step["sent"] for step in report["steps"]) == 200 * 5 + 400 * 5
     # more than one pass over the pool, and nothing dead-lettered (`too_late`, `future_time`, anything else)
     assert report["stored_events"] == report["sent_events"]
     assert report["dead_letters"] == 0
