@@ -446,8 +446,21 @@ def run_sustained(settings: Settings, options: SustainedOptions, say=print) -> d
     bench = BenchRun(settings, BenchOptions(keep=options.keep), say)
     say(f"bench topics {bench.prefix}* and group {bench.group} (deleted afterwards)")
     bench.create_topics()
-    worker = None
     steps: list[dict] = []
+    try:
+        _climb_with_worker(bench, options, steps, say)
+        stored = bench.stored_counts() if steps else {}
+    finally:
+        if not options.keep:
+            import shutil
+
+            shutil.rmtree(bench.state, ignore_errors=True)
+    return sustained_report(steps, options, stored)
+
+
+def _climb_with_worker(bench: BenchRun, options: SustainedOptions, steps: list[dict], say) -> None:
+    """The climb with a worker and the load process of its own; the run's topics are deleted however it ends."""
+    worker = None
     try:
         with SustainedLoad(LoadJob(bench.settings, options.start_rate, options.pool_events)) as load:
             bench.start_offsets()
@@ -465,12 +478,6 @@ def run_sustained(settings: Settings, options: SustainedOptions, say=print) -> d
             except subprocess.TimeoutExpired:
                 worker.kill()
         bench.delete_topics()
-    stored = bench.stored_counts() if steps else {}
-    if not options.keep:
-        import shutil
-
-        shutil.rmtree(bench.state, ignore_errors=True)
-    return sustained_report(steps, options, stored)
 
 
 def _climb(bench: BenchRun, load: SustainedLoad, options: SustainedOptions, steps: list[dict], say) -> None:

@@ -33,7 +33,7 @@ import random
 import time
 import traceback
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Any
 
@@ -152,8 +152,7 @@ class EventPool:
             event = pooled(emitted, number[emitted.stream])
             segments = tuple(shared.setdefault(segment, segment) if len(segment) < 64 else segment
                              for segment in event.segments)
-            self.events.append(PooledEvent(event.stream, segments, event.event_ms, event.due_ms,
-                                           event.dossier_prefix, event.dossier_number))
+            self.events.append(replace(event, segments=segments))
         if not self.events:
             raise PoolError("the pool is empty")
 
