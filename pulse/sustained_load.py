@@ -39,6 +39,7 @@ from typing import Any
 
 import numpy as np
 
+from schemas.errors import PulseError
 from simulators.generate import Emitted, RFC3339Stamps
 
 DEFAULT_POOL_EVENTS = 300_000
@@ -57,7 +58,7 @@ _NIBBLE_SHIFTS = np.arange(60, -4, -4, dtype=np.uint64)
 _MIX = np.uint64(0x9E3779B97F4A7C15)  # odd: multiplying by it mod 2**64 is a bijection
 
 
-class PoolError(ValueError):
+class PoolError(PulseError, ValueError):
     """A generated event does not have the layout the re-stamping relies on."""
 
 
@@ -349,7 +350,7 @@ def serve(connection: Any, job: LoadJob) -> None:
         raise
 
 
-class LoadError(RuntimeError):
+class LoadError(PulseError, RuntimeError):
     """The sending process failed or did not answer."""
 
 
