@@ -18,7 +18,6 @@
 from __future__ import annotations
 
 import asyncio
-import math
 import os
 import signal
 import statistics
@@ -45,6 +44,7 @@ from pulse.settings import DEMO_PII_KEY, Settings
 from pulse.simulate import SimulationOptions, build_generator, event_time_start
 from pulse.store import open_run_store
 from pulse.supervise import die_with_parent
+from pulse.sustained_load import DEFAULT_POOL_EVENTS, LoadError, LoadJob, SustainedLoad
 from pulse.window_truth import add_to_window_truth
 from schemas.provinces import current_code
 from simulators.output import Pacer, make_producer
@@ -73,7 +73,8 @@ _truth_totals = add_to_window_truth  # public in pulse/window_truth.py (soak use
 class SustainedOptions:
     """`pulse bench --sustained`: offered rates start_rate, start_rate * factor, ... up to max_rate, each
     held for step_s. A step holds when the producer really offered the rate (within 5%) and the consumer
-    group's lag in the step's second half never exceeded lag_bound_s seconds of input."""
+    group's lag in the step's second half never exceeded lag_bound_s seconds of input. The load is
+    pool_events generated events, sent again and again re-stamped (pulse.sustained_load)."""
 
     start_rate: float = 4000.0
     factor: float = 1.25
@@ -81,6 +82,7 @@ class SustainedOptions:
     step_s: float = 60.0
     lag_bound_s: float = 5.0
     keep: bool = False
+    pool_events: int = DEFAULT_POOL_EVENTS
 
 
 # Faults the timed run carries: every kind the worker absorbs without changing a window, and malformed
@@ -255,7 +257,6 @@ class BenchRun(IsolatedRun):
         self.say = say
         self.windows = WindowTruth()
         self.send_seconds = 0.0
-        self.last_event_time = 0.0  # epoch seconds: the latest event time sent so far
 
     def produce(self, events: int | None, *, rate: float | None, start: datetime | None, speed: float,
                 duration_s: float | None = None, faults: str | None = None) -> int:
@@ -273,7 +274,6 @@ class BenchRun(IsolatedRun):
             if deadline and time.monotonic() > deadline:
                 break
             self.windows.add(emitted.value)
-            self.last_event_time = max(self.last_event_time, emitted.event_time)
             producer.send(self.topics.streams[emitted.stream], key=emitted.key, value=emitted.value)
             count += 1
             if rate:
@@ -347,6 +347,19 @@ class BenchRun(IsolatedRun):
         finally:
             warehouse.close()
         return visible
+
+    def stored_counts(self) -> dict[str, int]:
+        """Distinct events in the raw tables and dead letters, read once the worker has stopped."""
+        warehouse = open_run_store(self.chdb_url)
+        try:
+            with warehouse.lease() as client:
+                db = warehouse.database
+                events = sum(int(client.query(f"SELECT uniqExact(event_id) FROM {db}.{table}").result_rows[0][0])
+                             for table in RAW_TABLES.values())
+                dead = int(client.query(f"SELECT count() FROM {db}.dead_letters").result_rows[0][0])
+        finally:
+            warehouse.close()
+        return {"events": events, "dead_letters": dead}
 
     def check_windows(self) -> dict:
         """Every window row and the dead letters against the truth."""
@@ -433,25 +446,30 @@ def run_sustained(settings: Settings, options: SustainedOptions, say=print) -> d
     bench = BenchRun(settings, BenchOptions(keep=options.keep), say)
     say(f"bench topics {bench.prefix}* and group {bench.group} (deleted afterwards)")
     bench.create_topics()
+    steps: list[dict] = []
+    try:
+        _climb_with_worker(bench, options, steps, say)
+        stored = bench.stored_counts() if steps else {}
+    finally:
+        if not options.keep:
+            import shutil
+
+            shutil.rmtree(bench.state, ignore_errors=True)
+    return sustained_report(steps, options, stored)
+
+
+def _climb_with_worker(bench: BenchRun, options: SustainedOptions, steps: list[dict], say) -> None:
+    """The climb with a worker and the load process of its own; the run's topics are deleted however it ends."""
     worker = None
     try:
-        bench.start_offsets()
-        worker = bench.start_worker()
-        steps: list[dict] = []
-        rate = options.start_rate
-        start = climb_start(datetime.now(timezone.utc), options)
-        while rate <= options.max_rate:
-            say(f"offering {rate:,.0f} events/s for {options.step_s:.0f} s…")
-            step = _sustained_step(bench, rate, options, start)
-            steps.append(step)
-            # The next step goes on where this one's event clock stopped: starting it anywhere earlier would
-            # put its events behind the partitions' watermarks (dead-lettered `too_late`, a different load).
-            start = datetime.fromtimestamp(bench.last_event_time + 1, timezone.utc)
-            say(f"  offered {step['offered_events_per_s']:,.0f}/s, lag in the second half at most "
-                f"{step['max_lag_events']:,} events: {'held' if step['held'] else 'not held'}")
-            if not step["held"]:
-                break
-            rate *= options.factor
+        with SustainedLoad(LoadJob(bench.settings, options.start_rate, options.pool_events)) as load:
+            bench.start_offsets()
+            worker = bench.start_worker()
+            say(f"generating a pool of {options.pool_events:,} events for the load…")
+            load.wait_ready()
+            _climb(bench, load, options, steps, say)
+    except LoadError as error:
+        raise BenchError(f"the bench's load failed: {error}") from None
     finally:
         if worker is not None:
             worker.send_signal(signal.SIGTERM)
@@ -460,17 +478,36 @@ def run_sustained(settings: Settings, options: SustainedOptions, say=print) -> d
             except subprocess.TimeoutExpired:
                 worker.kill()
         bench.delete_topics()
-        if not options.keep:
-            import shutil
 
-            shutil.rmtree(bench.state, ignore_errors=True)
+
+def _climb(bench: BenchRun, load: SustainedLoad, options: SustainedOptions, steps: list[dict], say) -> None:
+    rate = options.start_rate
+    while rate <= options.max_rate:
+        say(f"offering {rate:,.0f} events/s for {options.step_s:.0f} s…")
+        step = _sustained_step(bench, load, rate, options)
+        steps.append(step)
+        say(f"  offered {step['offered_events_per_s']:,.0f}/s, lag in the second half at most "
+            f"{step['max_lag_events']:,} events: {'held' if step['held'] else 'not held'} (producer "
+            f"{step['producer_cpu_us_per_event']} us of CPU an event)")
+        if not step["held"]:
+            break
+        rate *= options.factor
+
+
+def sustained_report(steps: list[dict], options: SustainedOptions, stored: dict[str, int]) -> dict:
     held = [step["offered_events_per_s"] for step in steps if step["held"]]
     last = steps[-1] if steps else {}
+    sent = sum(step["sent"] for step in steps)
+    producer_cpu = sum(step["producer_cpu_s"] for step in steps)
     # "producer": the figure is a lower bound, this machine could not offer more; "lag": the worker's limit.
     stopped_by = "max_rate" if last.get("held") else last.get("limited_by", "lag")
     return {"sustained_events_per_s": round(max(held, default=0.0)), "stopped_by": stopped_by,
-            "step_s": options.step_s,
-            "lag_bound_s": options.lag_bound_s, "steps": steps, "cpus": os.cpu_count()}
+            "step_s": options.step_s, "lag_bound_s": options.lag_bound_s,
+            # Every event offered is a distinct valid one: the store must hold exactly `sent_events`.
+            "sent_events": sent, "stored_events": stored.get("events", 0),
+            "dead_letters": stored.get("dead_letters", 0),
+            "producer_cpu_us_per_event": round(producer_cpu / max(sent, 1) * 1e6, 2),
+            "pool_events": options.pool_events, "steps": steps, "cpus": os.cpu_count()}
 
 
 def step_held(rate: float, offered: float, lags: list[tuple[float, int]],
@@ -483,28 +520,18 @@ def step_held(rate: float, offered: float, lags: list[tuple[float, int]],
     return offered >= 0.95 * rate and max_lag <= rate * options.lag_bound_s, max_lag
 
 
-def climb_start(now: datetime, options: SustainedOptions) -> datetime:
-    """Event time of the climb's first event: far enough back that every step of the longest climb (each
-    going on from the last) stays in the past at any hour (see pulse.simulate.event_time_start)."""
-    steps = math.floor(math.log(options.max_rate / options.start_rate, options.factor)) + 1
-    return event_time_start(now, steps * options.step_s, FRESHNESS_START_BEHIND_S)
-
-
-def _sustained_step(bench: BenchRun, rate: float, options: SustainedOptions, start: datetime) -> dict:
+def _sustained_step(bench: BenchRun, load: SustainedLoad, rate: float, options: SustainedOptions) -> dict:
     bootstrap, security, group = bench.settings.kafka_bootstrap, bench.security, bench.group
-    sent: list[int] = []
     began = time.monotonic()
-    producer = threading.Thread(target=lambda: sent.append(bench.produce(
-        None, rate=rate, start=start, speed=1.0, duration_s=options.step_s)), daemon=True)
-    producer.start()
     lags: list[tuple[float, int]] = []
-    while producer.is_alive():
+
+    def sample_lag() -> None:
         ends = end_offsets(bootstrap, bench.topics.inputs, security)
         committed = committed_offsets(bootstrap, group, security)
         lags.append((time.monotonic() - began, sum(max(0, end - committed.get(tp, 0)) for tp, end in ends.items())))
-        time.sleep(1.0)
-    producer.join()
-    offered = (sent[0] if sent else 0) / max(bench.send_seconds, 1e-9)
+
+    report = load.offer(rate, options.step_s, sample_lag)
+    offered = report["sent"] / max(report["seconds"], 1e-9)
     held, max_lag = step_held(rate, offered, lags, options)
     try:  # let the worker drain before the next step, so each step starts without a backlog
         wait_for_group(bootstrap, group, end_offsets(bootstrap, bench.topics.inputs, security), timeout_s=120,
@@ -513,7 +540,11 @@ def _sustained_step(bench: BenchRun, rate: float, options: SustainedOptions, sta
         held = False
     short = offered < 0.95 * rate  # the producer (same machine) could not offer the rate: no verdict on the worker
     return {"target_events_per_s": round(rate), "offered_events_per_s": round(offered), "max_lag_events": max_lag,
-            "held": held, **({"limited_by": "producer"} if short else {})}
+            "held": held, "sent": report["sent"], "producer_cpu_s": round(report["cpu_s"], 3),
+            # CPU of the load process per event sent, and in cores while it sent (both include aiokafka's I/O)
+            "producer_cpu_us_per_event": round(report["cpu_s"] / max(report["sent"], 1) * 1e6, 2),
+            "producer_cores": round(report["cpu_s"] / max(report["seconds"], 1e-9), 3),
+            **({"limited_by": "producer"} if short else {})}
 
 
 def _percentile(values: list[float], q: float) -> float:

@@ -126,6 +126,9 @@ class _Stamps:
         return "%s%02d:%02d:%02d." % (day_text, hour, rest // 60, rest % 60)
 
 
+RFC3339Stamps = _Stamps  # the same text for re-stamped copies of generated events (pulse.sustained_load)
+
+
 class _DynamicQR:
     """Dynamic VietQR payloads of one merchant account: the fixed head and its CRC are computed once, so a
     payment only adds tag 54 (amount), 58, the CRC tag and the incremental CRC. Equal to vietqr.encode."""

@@ -69,26 +69,3 @@ def test_a_sustained_step_holds_only_with_the_rate_offered_and_the_lag_bounded()
     assert step_held(4_000.0, 3_990.0, growing, options) == (False, 58_000)
     # and a rate the producer could not offer gives no verdict that the worker held it.
     assert not step_held(4_000.0, 3_000.0, steady, options)[0]
-
-
-def test_sustained_steps_go_on_in_event_time_and_never_reach_the_future_at_night() -> None:
-    """Each step of the climb continues the last one's event clock (so no step lands behind the watermarks
-    and turns into `too_late` dead letters) and the longest climb stays in the past at 02:30 in Vietnam,
-    when the generator covers the most event time per second sent."""
-    from datetime import datetime, timezone
-
-    from pulse.bench import climb_start
-    from pulse.settings import Settings
-    from pulse.simulate import SimulationOptions, build_generator
-
-    now = datetime(2026, 11, 29, 19, 30, tzinfo=timezone.utc)  # 02:30 ICT
-    options = SustainedOptions(start_rate=4000, factor=1.25, max_rate=8000, step_s=2.0)
-    start, rate, last = climb_start(now, options), options.start_rate, 0.0
-    while rate <= options.max_rate:
-        generator = build_generator(SimulationOptions(seed=1, rate=rate, start=start, demo_key=True), Settings())
-        times = [emitted.event_time for emitted in generator.events(int(rate * options.step_s))]
-        assert min(times) >= last, "a step started behind the previous one's event time"
-        last = max(times)
-        start = datetime.fromtimestamp(last + 1, timezone.utc)
-        rate *= options.factor
-    assert last < now.timestamp(), f"the climb reached {datetime.fromtimestamp(last, timezone.utc)}, after now"
