@@ -22,6 +22,7 @@ import gc
 import json
 import os
 import re
+import resource
 import sys
 import tempfile
 import threading
@@ -85,10 +86,12 @@ def engine_view(client) -> dict[str, float]:
 
 def report(phase: str, sampler: PeakSampler, started: float, **extra: object) -> None:
     now = rss_split(os.getpid())
+    usage = resource.getrusage(resource.RUSAGE_SELF)  # the engine's merges included: they run on its threads
     print(json.dumps({"phase": phase, "s": round(time.monotonic() - started, 1),
                       "anon_mb": round(now.get("anon", 0), 1), "file_mb": round(now.get("file", 0), 1),
                       "peak_anon_mb": round(sampler.peak["anon"], 1), "peak_file_mb": round(sampler.peak["file"], 1),
-                      **extra}), flush=True)
+                      "major_faults": usage.ru_majflt, "cpu_s": round(usage.ru_utime + usage.ru_stime, 1), **extra}),
+          flush=True)
 
 
 def _spool(events: int, settings) -> Path:
@@ -124,6 +127,9 @@ def main() -> None:
     parser.add_argument("--heap", action="store_true", help="trace the Python heap (tracemalloc; slow)")
     parser.add_argument("--every", action="store_true", help="report after every batch, not every 10th")
     parser.add_argument("--trim", action="store_true", help="glibc malloc_trim(0) after each batch")
+    parser.add_argument("--table-settings", help="'name=value,...' set on every MergeTree table once migrated")
+    parser.add_argument("--page-out-again", type=int, default=0, metavar="N",
+                        help="with --page-out: once more after batch N")
     parser.add_argument("--page-out", action="store_true",
                         help="once the store is migrated, page out chDB's start-up pages (pulse.allocator)")
     args = parser.parse_args()
@@ -151,6 +157,12 @@ def main() -> None:
                             max_message_bytes=settings.max_message_bytes, max_future_s=300.0)
         with warehouse.lease() as client:
             report("open", sampler, started, engine_mb=engine_view(client))
+        if args.table_settings:
+            sink.migrate()
+            with warehouse.lease() as client:
+                for table in client.query("SELECT name FROM system.tables WHERE database = {db:String} AND engine "
+                                          "LIKE '%MergeTree'", parameters={"db": warehouse.database}).result_columns[0]:
+                    client.command(f"ALTER TABLE {warehouse.database}.{table} MODIFY SETTING {args.table_settings}")
         if args.page_out:  # as the worker does: after the migrations, before the first batch
             sink.migrate()
             report("migrated", sampler, started, chdb_mb=library_resident_mb("chdb"))
@@ -191,6 +203,9 @@ def main() -> None:
                 tracemalloc.stop()
             number += 1
             del messages
+            if args.page_out and number == args.page_out_again:
+                page_out_library("chdb")
+                sampler.peak["file"] = 0.0
             if args.trim:
                 pool.submit(ctypes.CDLL("libc.so.6").malloc_trim, 0).result()
             if number % 10 == 1 or args.every:
