@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import mmap
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -12,6 +13,7 @@ from pathlib import Path
 
 from pulse.allocator import library_resident_mb, page_out_library, read_only_file_mappings
 from pulse.settings import Settings
+from tests.support.services import PulseEnv, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -90,9 +92,10 @@ def test_a_worker_releases_the_engines_start_up_pages_and_the_engine_keeps_worki
     assert before["rss"] >= 100, found  # the library is mapped and its start-up pages resident
     # What only this process maps goes (another process on the machine that has chDB open keeps the pages
     # both map resident: those are not this worker's to give back, and show as `shared`).
-    assert after["rss"] <= before["rss"] - 0.8 * before["private"], found
-    assert found["file_after"] <= found["file_before"] - 0.8 * before["private"], found  # RssFile of the process
-    assert found["released"] >= 0.8 * before["private"], found
+    # 2 MB of slack: other file pages (Python's, the C library's) may be faulted in meanwhile.
+    assert after["rss"] <= before["rss"] - 0.8 * before["private"] + 2, found
+    assert found["file_after"] <= found["file_before"] - 0.8 * before["private"] + 2, found  # the process's RssFile
+    assert found["released"] >= 0.8 * before["private"] - 2, found
     assert found["total"] == [sum(range(100_000)), 100_000]
     assert found["tables"] >= 10  # the migrated schema is still there
 
@@ -101,3 +104,31 @@ def test_the_release_is_on_by_default_and_can_be_turned_off(monkeypatch, tmp_pat
     assert Settings(state_dir=tmp_path).release_engine_start_up_pages is True
     monkeypatch.setenv("PULSE_RELEASE_ENGINE_START_UP_PAGES", "false")
     assert Settings(state_dir=tmp_path).release_engine_start_up_pages is False
+
+
+def _worker_log_once_started(pulse_env: PulseEnv, tmp_path: Path) -> str:
+    """The info log (`pulse -v`) of a worker run until it has migrated its store and Faust has started."""
+    log_path = tmp_path / f"worker-{len(list(tmp_path.glob('worker-*')))}.log"
+    with log_path.open("wb") as log:
+        worker = subprocess.Popen([sys.executable, "-m", "pulse.cli", "-v", "worker", "--no-restart"],
+                                  env=pulse_env.env(), stdout=log, stderr=subprocess.STDOUT)
+        try:
+            wait_for(lambda: all(line in log_path.read_text(errors="replace") for line in
+                                 ("applied migrations", "froze the start-up heap")),
+                     timeout_s=180, what=f"the worker's start ({log_path})")
+        finally:
+            worker.terminate()
+            assert worker.wait(timeout=90) == 0, log_path.read_text(errors="replace")[-3000:]
+    return log_path.read_text(errors="replace")
+
+
+def test_pulse_worker_releases_them_after_its_migrations_unless_turned_off(pulse_env: PulseEnv,
+                                                                          tmp_path: Path) -> None:
+    released = re.search(r"released chDB's start-up pages: its library's resident pages (\d+) -> (\d+) MB",
+                         _worker_log_once_started(pulse_env, tmp_path))
+    assert released, "no release logged"
+    before, after = map(int, released.groups())
+    assert before >= 100 and after <= before  # pages another process maps too stay (see above)
+    pulse_env.extra["PULSE_RELEASE_ENGINE_START_UP_PAGES"] = "false"
+    pulse_env.extra["PULSE_CLICKHOUSE_URL"] = f"chdb://{tmp_path / 'second-store'}"  # migrated again: logged
+    assert "released chDB's start-up pages" not in _worker_log_once_started(pulse_env, tmp_path)
