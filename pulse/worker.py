@@ -25,6 +25,10 @@ if TYPE_CHECKING:  # imported in run(), once the store is being migrated (see th
 log = logging.getLogger(__name__)
 
 ENGINE_LIBRARY = "chdb"  # in the file name of the embedded engine's library (_chdb.abi3.so, libchdb.so)
+# The engine's start-up pages are released once more this long after the worker starts: the first release
+# skips pages another process on the machine mapped at that moment (a `pulse query`, a test, another worker),
+# and the first batches run set-up code of their own (first inserts, lookups and merges) that is not run again.
+RELEASE_AGAIN_AFTER_S = 20.0
 
 
 def build_sink(settings: Settings) -> ClickHouseSink:
@@ -122,6 +126,10 @@ def run(settings: Settings, loglevel: str = "warning") -> None:
     migrating = threading.Thread(target=prepare_store, args=(sink, settings.release_engine_start_up_pages),
                                  name="migrate-at-start")
     migrating.start()
+    releasing_again = threading.Timer(RELEASE_AGAIN_AFTER_S, release_engine_start_up_pages, args=(sink,))
+    releasing_again.daemon = True
+    if settings.release_engine_start_up_pages:
+        releasing_again.start()
     try:
         import faust
 
@@ -131,5 +139,6 @@ def run(settings: Settings, loglevel: str = "warning") -> None:
         tune_for_streaming()  # start-up is done: what it built is never collected again (pulse/gc_tuning.py)
         faust.Worker(app, loglevel=loglevel, quiet=True, override_logging=False).execute_from_commandline()
     finally:
+        releasing_again.cancel()
         migrating.join()
         sink.close()
