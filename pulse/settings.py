@@ -127,6 +127,9 @@ class Settings(BaseSettings):
     # on their own and given back when freed, so a batch's large buffers do not stay resident. 0 leaves
     # glibc's sliding default; glibc's own MALLOC_MMAP_THRESHOLD_ wins when set.
     malloc_mmap_threshold_bytes: int = Field(default=128 * 1024, ge=0, le=32 * 2**20)
+    # Once the embedded store is migrated, the worker gives back the pages of chDB's library that only its
+    # start-up used (~100 MB of resident memory; pulse/worker.py release_engine_start_up_pages).
+    release_engine_start_up_pages: bool = True
     sink_retry_max_s: float = 30.0
     # How long the group waits for a member that stopped heartbeating. A worker that crashed (SIGKILL, OOM)
     # holds its partitions this long, so its restarted self idles until then; Faust's 60 s is long for that.

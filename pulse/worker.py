@@ -9,7 +9,7 @@ from clickhouse_connect.driver.exceptions import ClickHouseError
 from prometheus_client import start_http_server
 
 from pulse import __version__
-from pulse.allocator import fix_mmap_threshold
+from pulse.allocator import fix_mmap_threshold, library_resident_mb, page_out_library
 from pulse.errors import short_reason
 from pulse.gc_tuning import pause_for_start_up, tune_for_streaming
 from pulse.kafka_security import check_kafka_access, faust_credentials
@@ -23,6 +23,12 @@ if TYPE_CHECKING:  # imported in run(), once the store is being migrated (see th
     from streams.pipeline import Pipeline
 
 log = logging.getLogger(__name__)
+
+ENGINE_LIBRARY = "chdb"  # in the file name of the embedded engine's library (_chdb.abi3.so, libchdb.so)
+# The engine's start-up pages are released once more this long after the worker starts: the first release
+# skips pages another process on the machine mapped at that moment (a `pulse query`, a test, another worker),
+# and the first batches run set-up code of their own (first inserts, lookups and merges) that is not run again.
+RELEASE_AGAIN_AFTER_S = 20.0
 
 
 def build_sink(settings: Settings) -> ClickHouseSink:
@@ -80,6 +86,29 @@ def migrate_at_start(sink: ClickHouseSink) -> None:
         log.info("applied migrations: %s", ", ".join(applied))
 
 
+def release_engine_start_up_pages(sink: ClickHouseSink) -> float:
+    """Once the embedded store is open and migrated, give back the library pages only its start-up ran
+    (pulse.allocator.page_out_library); returns the MB of the library's resident pages released.
+
+    ~170 of the ~195 MB chDB's library has resident at that point go; storing batches brings ~100 MB of
+    them back (the code a worker keeps running), read from the file once. What remains resident is what
+    the worker uses (docs/perf/issue-14-r4m-memory.md). A worker on a ClickHouse server maps no engine."""
+    if not sink.warehouse.embedded:
+        return 0.0
+    before = library_resident_mb(ENGINE_LIBRARY)["rss"]
+    page_out_library(ENGINE_LIBRARY)
+    after = library_resident_mb(ENGINE_LIBRARY)["rss"]
+    log.info("released chDB's start-up pages: its library's resident pages %.0f -> %.0f MB", before, after)
+    return before - after
+
+
+def prepare_store(sink: ClickHouseSink, release_start_up_pages: bool) -> None:
+    """The store's start, on a thread of its own: migrations, then (when asked) the engine's start-up pages."""
+    migrate_at_start(sink)
+    if release_start_up_pages:
+        release_engine_start_up_pages(sink)
+
+
 def run(settings: Settings, loglevel: str = "warning") -> None:
     """Run until SIGTERM/SIGINT; the sink is flushed batch by batch, so stopping only commits and closes."""
     pause_for_start_up()  # resumed, tuned, by tune_for_streaming() below (pulse/gc_tuning.py)
@@ -94,8 +123,13 @@ def run(settings: Settings, loglevel: str = "warning") -> None:
     # consumer group: chDB runs the DDL without the GIL, so the two overlap (~0.3 s of a worker's start,
     # docs/perf/issue-14.md). The first batch still finds every table: its transaction waits for the
     # store's lease, which the migration holds until it is done.
-    migrating = threading.Thread(target=migrate_at_start, args=(sink,), name="migrate-at-start")
+    migrating = threading.Thread(target=prepare_store, args=(sink, settings.release_engine_start_up_pages),
+                                 name="migrate-at-start")
     migrating.start()
+    releasing_again = threading.Timer(RELEASE_AGAIN_AFTER_S, release_engine_start_up_pages, args=(sink,))
+    releasing_again.daemon = True
+    if settings.release_engine_start_up_pages:
+        releasing_again.start()
     try:
         import faust
 
@@ -105,5 +139,6 @@ def run(settings: Settings, loglevel: str = "warning") -> None:
         tune_for_streaming()  # start-up is done: what it built is never collected again (pulse/gc_tuning.py)
         faust.Worker(app, loglevel=loglevel, quiet=True, override_logging=False).execute_from_commandline()
     finally:
+        releasing_again.cancel()
         migrating.join()
         sink.close()

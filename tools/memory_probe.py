@@ -22,6 +22,7 @@ import gc
 import json
 import os
 import re
+import resource
 import sys
 import tempfile
 import threading
@@ -32,6 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from pulse.allocator import library_resident_mb, page_out_library
 from pulse.bench import rss_split
 
 
@@ -84,10 +86,12 @@ def engine_view(client) -> dict[str, float]:
 
 def report(phase: str, sampler: PeakSampler, started: float, **extra: object) -> None:
     now = rss_split(os.getpid())
+    usage = resource.getrusage(resource.RUSAGE_SELF)  # the engine's merges included: they run on its threads
     print(json.dumps({"phase": phase, "s": round(time.monotonic() - started, 1),
                       "anon_mb": round(now.get("anon", 0), 1), "file_mb": round(now.get("file", 0), 1),
                       "peak_anon_mb": round(sampler.peak["anon"], 1), "peak_file_mb": round(sampler.peak["file"], 1),
-                      **extra}), flush=True)
+                      "major_faults": usage.ru_majflt, "cpu_s": round(usage.ru_utime + usage.ru_stime, 1), **extra}),
+          flush=True)
 
 
 def _spool(events: int, settings) -> Path:
@@ -123,6 +127,11 @@ def main() -> None:
     parser.add_argument("--heap", action="store_true", help="trace the Python heap (tracemalloc; slow)")
     parser.add_argument("--every", action="store_true", help="report after every batch, not every 10th")
     parser.add_argument("--trim", action="store_true", help="glibc malloc_trim(0) after each batch")
+    parser.add_argument("--table-settings", help="'name=value,...' set on every MergeTree table once migrated")
+    parser.add_argument("--page-out-again", type=int, default=0, metavar="N",
+                        help="with --page-out: once more after batch N")
+    parser.add_argument("--page-out", action="store_true",
+                        help="once the store is migrated, page out chDB's start-up pages (pulse.allocator)")
     args = parser.parse_args()
     started = time.monotonic()
     sampler = PeakSampler()
@@ -148,6 +157,21 @@ def main() -> None:
                             max_message_bytes=settings.max_message_bytes, max_future_s=300.0)
         with warehouse.lease() as client:
             report("open", sampler, started, engine_mb=engine_view(client))
+        if args.table_settings:
+            sink.migrate()
+            with warehouse.lease() as client:
+                for table in client.query("SELECT name FROM system.tables WHERE database = {db:String} AND engine "
+                                          "LIKE '%MergeTree'", parameters={"db": warehouse.database}).result_columns[0]:
+                    client.command(f"ALTER TABLE {warehouse.database}.{table} MODIFY SETTING {args.table_settings}")
+        if args.page_out:  # as the worker does: after the migrations, before the first batch
+            sink.migrate()
+            report("migrated", sampler, started, chdb_mb=library_resident_mb("chdb"))
+            page_out_library("chdb")
+            sampler.peak["file"] = 0.0  # from here on: the file-backed peak the batches bring back
+            # The library's pages the batches use from here on are those referenced from now (a measure that
+            # holds even when another process on the machine maps chDB too, which keeps the pages resident).
+            Path("/proc/self/clear_refs").write_text("1")
+            report("paged out", sampler, started, chdb_mb=library_resident_mb("chdb"))
         offset, number = 0, 0
         pool = ThreadPoolExecutor(max_workers=1)
         phase_peaks = {"generate": 0.0, "process": 0.0}  # peak RssAnon while generating / storing a batch
@@ -179,17 +203,22 @@ def main() -> None:
                 tracemalloc.stop()
             number += 1
             del messages
+            if args.page_out and number == args.page_out_again:
+                page_out_library("chdb")
+                sampler.peak["file"] = 0.0
             if args.trim:
                 pool.submit(ctypes.CDLL("libc.so.6").malloc_trim, 0).result()
             if number % 10 == 1 or args.every:
                 gc.collect()
                 with warehouse.lease() as client:
-                    report(f"batch {number}", sampler, started, events=offset,
+                    chdb = {"chdb_mb": library_resident_mb("chdb")} if args.page_out else {}
+                report(f"batch {number}", sampler, started, events=offset, **chdb,
                            batch_value_mb=round(message_bytes / 2**20, 1), engine_mb=engine_view(client), **heap)
         with warehouse.lease() as client:
             # The first batch also runs the migrations and first imports: the steady figure is the later ones'.
             later = {"heap_peak_later_batches_mb": max(heap_peaks[1:])} if len(heap_peaks) > 1 else {}
-            report("end", sampler, started, events=offset, engine_mb=engine_view(client), **later,
+            chdb = {"chdb_mb": library_resident_mb("chdb")} if args.page_out else {}
+            report("end", sampler, started, events=offset, engine_mb=engine_view(client), **later, **chdb,
                    peak_anon_by_phase_mb={name: round(mb, 1) for name, mb in phase_peaks.items()},
                    events_per_s=round(offset / process_s))
         sink.close()
