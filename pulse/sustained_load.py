@@ -32,6 +32,7 @@ import multiprocessing
 import random
 import time
 import traceback
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
@@ -41,6 +42,7 @@ import numpy as np
 
 from schemas.errors import PulseError
 from simulators.generate import Emitted, RFC3339Stamps
+from streams.record_batches import send_record_batches
 
 DEFAULT_POOL_EVENTS = 300_000
 EVENT_TIME_BEHIND_S = 1.0  # event time = the message's place in the send schedule, this much before it
@@ -305,18 +307,12 @@ class Sender:
                 "first_event_ms": first_ms, "last_event_ms": last_ms}
 
     async def send(self, copies: Copies) -> list[asyncio.Future]:
-        batches: dict[tuple[int, int], Any] = {}
-        deliveries = []
+        by_partition: dict[tuple[int, int], list[tuple[bytes, bytes]]] = defaultdict(list)
         for stream, partition, key, value in zip(copies.streams, copies.partitions, copies.keys, copies.values):
-            batch = batches.get((stream, partition))
-            if batch is None:
-                batch = batches[(stream, partition)] = self.producer.create_batch()
-            if batch.append(key=key, value=value, timestamp=None) is None:  # full: send it, start another
-                deliveries.append(await self.producer.send_batch(batch, self.topics[stream], partition=partition))
-                batch = batches[(stream, partition)] = self.producer.create_batch()
-                batch.append(key=key, value=value, timestamp=None)
-        for (stream, partition), batch in batches.items():
-            deliveries.append(await self.producer.send_batch(batch, self.topics[stream], partition=partition))
+            by_partition[stream, partition].append((key, value))
+        deliveries = []
+        for (stream, partition), messages in by_partition.items():
+            deliveries += await send_record_batches(self.producer, self.topics[stream], partition, messages)
         return deliveries
 
 

@@ -23,6 +23,7 @@ from streams import metrics
 from streams.batching import BulkApp
 from streams.offset_trace import OffsetTrace, tp_name
 from streams.pipeline import Outcome, Pipeline, Record
+from streams.record_batches import send_record_batches
 
 log = logging.getLogger(__name__)
 EXIT_UNSTORED = 3
@@ -100,13 +101,7 @@ class BulkPublisher:
             by_partition.setdefault(self.partitioner(key, partitions, partitions), []).append((key, value))
         deliveries = []
         for partition, batch_messages in by_partition.items():
-            batch = producer.create_batch()
-            for key, value in batch_messages:
-                if batch.append(key=key, value=value, timestamp=None) is None:  # full: send it, start another
-                    deliveries.append(await producer.send_batch(batch, topic, partition=partition))
-                    batch = producer.create_batch()
-                    batch.append(key=key, value=value, timestamp=None)
-            deliveries.append(await producer.send_batch(batch, topic, partition=partition))
+            deliveries += await send_record_batches(producer, topic, partition, batch_messages)
         for delivery in deliveries:
             delivery.add_done_callback(_log_failed_delivery)
         return deliveries
